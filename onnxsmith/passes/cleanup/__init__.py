@@ -1,0 +1,3 @@
+"""Cleanup passes and the ``cleanup`` pipeline."""
+
+from __future__ import annotations
