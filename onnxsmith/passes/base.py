@@ -176,6 +176,9 @@ def build_options(pass_name: str, options_cls: type, raw: Mapping[str, Any]) -> 
         raise PassOptionError(f"bad options for pass '{pass_name}': {e}") from e
 
 
+_KIND = {int: "an integer", float: "a number"}
+
+
 def _strip_optional(tp: Any) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -214,7 +217,7 @@ def parse_option_value(pass_name: str, option: str, tp: Any, value: Any) -> Any:
         raise PassOptionError(f"{where} must be true or false, got '{value}'")
     if tp in (int, float):
         if isinstance(value, bool):
-            raise PassOptionError(f"{where} must be a {tp.__name__}, got '{value}'")
+            raise PassOptionError(f"{where} must be {_KIND[tp]}, got '{value}'")
         try:
             number = float(value) if isinstance(value, str) else value
             if tp is int:
@@ -223,7 +226,7 @@ def parse_option_value(pass_name: str, option: str, tp: Any, value: Any) -> Any:
                 return int(number)
             return float(number)
         except (TypeError, ValueError, OverflowError):
-            raise PassOptionError(f"{where} must be a {tp.__name__}, got '{value}'") from None
+            raise PassOptionError(f"{where} must be {_KIND[tp]}, got '{value}'") from None
     if tp is str or tp is Any:
         return str(value) if not isinstance(value, str) else value.strip()
     if isinstance(tp, type) and isinstance(value, tp):
