@@ -33,7 +33,7 @@ def structure_problems(model: ir.Model, *, limit: int = 20) -> list[str]:
     problems: list[str] = []
     domains = set(model.opset_imports) | set(model.graph.opset_imports)
     functions = {(f.domain, f.name) for f in model.functions.values()}
-    _check_graph(model.graph, set(), domains, functions, problems, limit, top=True)
+    _check_graph(model.graph, set(), (), domains, functions, problems, limit, top=True)
     return problems[:limit]
 
 
@@ -41,9 +41,10 @@ def _label(node: ir.Node) -> str:
     return f"node '{node.name}' ({node.op_type})" if node.name else f"a {node.op_type} node"
 
 
-def _check_graph(graph: ir.Graph, outer: set[int], domains: set[str], functions: set[tuple[str, str]],
+def _check_graph(graph: ir.Graph, outer: set[int], enclosing: tuple[ir.Graph, ...], domains: set[str], functions: set[tuple[str, str]],
                  problems: list[str], limit: int, *, top: bool) -> None:
     defined: set[int] = set(outer)
+    scopes = (*enclosing, graph)
     names: dict[str, ir.Value] = {}
 
     def define(value: ir.Value, what: str) -> None:
@@ -75,17 +76,17 @@ def _check_graph(graph: ir.Graph, outer: set[int], domains: set[str], functions:
                 continue
             if id(value) not in defined:
                 producer = value.producer()
-                if producer is not None and producer.graph is graph:
+                if producer is not None and any(producer.graph is g for g in scopes):
                     problems.append(f"{_label(node)} uses '{value.name}' before {_label(producer)} defines it "
                                     "(graph not topologically sorted)")
                 else:
                     problems.append(f"{_label(node)} input {i} '{value.name}' is not defined in the graph")
         for attr in node.attributes.values():
             if attr.type == ir.AttributeType.GRAPH:
-                _check_graph(attr.value, defined, domains, functions, problems, limit, top=False)
+                _check_graph(attr.value, defined, scopes, domains, functions, problems, limit, top=False)
             elif attr.type == ir.AttributeType.GRAPHS:
                 for sub in attr.value:
-                    _check_graph(sub, defined, domains, functions, problems, limit, top=False)
+                    _check_graph(sub, defined, scopes, domains, functions, problems, limit, top=False)
         for value in node.outputs:
             if value.producer() is not node:
                 problems.append(f"output '{value.name}' of {_label(node)} records another producer")

@@ -1,0 +1,79 @@
+"""The structural verifier finds each broken invariant and names it."""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+import pytest
+
+from onnxsmith.errors import VerificationError
+from onnxsmith.ir import parse_text
+from onnxsmith.verify import structure_problems, verify_structure
+
+GOOD = """
+<ir_version: 9, opset_import: ["" : 17]>
+g (float[2] x, bool c) => (float[2] y) {
+    a = Relu(x)
+    y = If(c) <then_branch = t () => (float[2] o) { o = Neg(a) },
+               else_branch = e () => (float[2] o) { o = Abs(a) }>
+}
+"""
+
+
+def test_valid_model_with_subgraphs_has_no_problems():
+    verify_structure(parse_text(GOOD))
+
+
+def test_unsorted_graph_is_reported():
+    model = parse_text(GOOD)
+    relu, if_node = list(model.graph)
+    model.graph.remove(relu)
+    model.graph.append(relu)
+    problems = structure_problems(model)
+    assert any("before" in p and "not topologically sorted" in p for p in problems)
+
+
+def test_undefined_input_is_reported():
+    model = parse_text(GOOD)
+    relu = next(iter(model.graph))
+    stranger = ir.Value(name="stranger")
+    relu.replace_input_with(0, stranger)
+    with pytest.raises(VerificationError, match="input 0 'stranger' is not defined"):
+        verify_structure(model, where="after pass 'x'")
+
+
+def test_missing_opset_import_is_reported():
+    model = parse_text(GOOD)
+    relu = next(iter(model.graph))
+    node = ir.Node("com.example", "Custom", [relu.outputs[0]])
+    model.graph.insert_after(relu, node)
+    assert any("domain 'com.example' without an opset import" in p for p in structure_problems(model))
+
+
+def test_duplicate_names_and_untyped_outputs_are_reported():
+    model = parse_text(GOOD)
+    relu = next(iter(model.graph))
+    relu.outputs[0].name = "x"
+    model.graph.outputs[0].type = None
+    problems = structure_problems(model)
+    assert any("value name 'x' is defined twice" in p for p in problems)
+    assert any("graph output 'y' has no known type" in p for p in problems)
+
+
+def test_undefined_graph_output_is_reported():
+    model = parse_text(GOOD)
+    dangling = ir.Value(name="dangling", type=ir.TensorType(ir.DataType.FLOAT))
+    model.graph.outputs.append(dangling)
+    assert any("graph output 'dangling' is not defined" in p for p in structure_problems(model))
+
+
+def test_subgraph_may_not_use_later_outer_values():
+    text = """
+    <ir_version: 9, opset_import: ["" : 17]>
+    g (float[2] x, bool c) => (float[2] y) {
+        y = If(c) <then_branch = t () => (float[2] o) { o = Neg(a) },
+                   else_branch = e () => (float[2] o) { o = Abs(x) }>
+        a = Relu(x)
+    }
+    """
+    model = parse_text(text, check=False)
+    assert any("'a'" in p for p in structure_problems(model))
