@@ -283,7 +283,10 @@ def save(
             f"model holds {total / 2**30:.1f} GiB of tensors, over the 2 GiB protobuf limit",
             "save with external data",
         )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    except OSError as e:
+        raise OutputError(f"cannot write to {parent}: {e.strerror or e}", "choose another output path") from e
     os.close(fd)
     try:
         if external_data:
