@@ -1,0 +1,149 @@
+"""Optimizing a model file: load, run a verified pipeline, save atomically.
+
+This is the one code path behind ``optimize-graph IN OUT`` and ``optimize-graph demo``. The input
+file is never written: an output path naming the input (or its external data file) is refused
+before anything runs, and the output is written to a temporary file renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxsmith.errors import OutputError
+from onnxsmith.input_data import check_inputs, load_input_data
+from onnxsmith.ir import count_nodes, load, save
+from onnxsmith.ir.queries import all_graphs
+from onnxsmith.passes import PassContext, PassManager, PipelineReport
+
+__all__ = ["DEFAULT_PIPELINE", "OptimizeResult", "check_output_path", "optimize_file"]
+
+#: What ``optimize-graph`` runs when ``--passes`` is not given.
+DEFAULT_PIPELINE = "cleanup"
+
+
+@dataclass
+class OptimizeResult:
+    """The outcome of :func:`optimize_file`: the pipeline report plus whole-model figures."""
+
+    input_path: str
+    output_path: str
+    target: str
+    report: PipelineReport
+    nodes_before: int
+    nodes_after: int
+    file_bytes_before: int
+    file_bytes_after: int
+
+    def to_dict(self) -> dict:
+        return {
+            "input": self.input_path,
+            "output": self.output_path,
+            "target": self.target,
+            **self.report.to_dict(),
+            "totals": {
+                "nodes_before": self.nodes_before,
+                "nodes_after": self.nodes_after,
+                "file_bytes_before": self.file_bytes_before,
+                "file_bytes_after": self.file_bytes_after,
+            },
+        }
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    return a.exists() and b.exists() and os.path.samefile(a, b)
+
+
+def check_output_path(input_path: str | os.PathLike, output_path: str | os.PathLike,
+                      model: ir.Model | None = None) -> None:
+    """Refuses an output that would overwrite the input model or its external data.
+
+    Args:
+        input_path: The model being read.
+        output_path: Where the optimized model would be written.
+        model: The loaded input model, to also check its external data files.
+
+    Raises:
+        OutputError: The output path is the input, a folder, or would clobber input data.
+    """
+    source, target = Path(input_path), Path(output_path)
+    if _same_file(source, target):
+        raise OutputError(f"output path {target} is the input model",
+                          "the input is never modified; choose another output path")
+    if target.is_dir():
+        raise OutputError(f"output path is a directory: {target}", "give a file name such as out.onnx")
+    if model is None:
+        return
+    data_file = target.parent / f"{target.name}.data"
+    for graph in all_graphs(model):
+        for value in graph.initializers.values():
+            tensor = value.const_value
+            if isinstance(tensor, ir.ExternalTensor) and _same_file(Path(tensor.path), data_file):
+                raise OutputError(f"writing {target} would overwrite the input's external data {data_file}",
+                                  "choose another output file name")
+
+
+def optimize_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
+                  pipeline: PassManager | str = DEFAULT_PIPELINE, *,
+                  inputs: str | os.PathLike | Mapping[str, np.ndarray] | None = None,
+                  target: str = "generic", debug: bool = False) -> OptimizeResult:
+    """Loads ``input_path``, runs ``pipeline`` on it and saves the result to ``output_path``.
+
+    Args:
+        input_path: The model to optimize; it is never modified.
+        output_path: Where to write the result (atomically; external data goes beside it).
+        pipeline: A configured PassManager (its verification level applies) or a pipeline string.
+        inputs: Inputs for numeric verification: an ``.npz`` path or arrays by input name;
+            checked against the model's inputs. Generated from the graph's types when None.
+        target: Name of the execution target, passed to the passes in their context.
+        debug: Enables the pass manager's extra checks (catching a dishonest ``modified``).
+
+    Returns:
+        The report of the run and the node counts and file sizes before and after.
+
+    Raises:
+        OnnxsmithError: A subclass naming what is wrong with the model, pipeline, data or output.
+    """
+    manager = pipeline if isinstance(pipeline, PassManager) else PassManager(pipeline)
+    check_output_path(input_path, output_path)
+    model = load(input_path)
+    check_output_path(input_path, output_path, model)
+    if inputs is not None:
+        if isinstance(inputs, Mapping):
+            check_inputs(inputs, model)
+            manager.inputs = dict(inputs)
+        else:
+            manager.inputs = load_input_data(inputs, model)
+    nodes_before, bytes_before = count_nodes(model), _input_bytes(Path(input_path), model)
+    report = manager.run(model, PassContext(target=target, debug=debug))
+    save(model, output_path)
+    return OptimizeResult(
+        input_path=os.fspath(input_path),
+        output_path=os.fspath(output_path),
+        target=target,
+        report=report,
+        nodes_before=nodes_before,
+        nodes_after=count_nodes(model),
+        file_bytes_before=bytes_before,
+        file_bytes_after=_output_bytes(Path(output_path)),
+    )
+
+
+def _input_bytes(path: Path, model: ir.Model) -> int:
+    """Size of the model file plus the external data files it references."""
+    files = {Path(v.const_value.path).resolve() for g in all_graphs(model) for v in g.initializers.values()
+             if isinstance(v.const_value, ir.ExternalTensor)}
+    return path.stat().st_size + sum(f.stat().st_size for f in files)
+
+
+def _output_bytes(path: Path) -> int:
+    """Size of a saved model file plus the ``<name>.data`` file ``save`` writes beside it."""
+    data = path.parent / f"{path.name}.data"
+    return path.stat().st_size + (data.stat().st_size if data.is_file() else 0)
