@@ -1,0 +1,335 @@
+"""The ``optimize-graph`` command line.
+
+::
+
+    optimize-graph IN OUT [--passes LIST] [--verify none|structural|numeric] [--inputs data.npz]
+                          [--target NAME] [--json] [--print-ir-after PASS] [--load MODULE_OR_FILE]
+    optimize-graph passes [NAME] [--json]       passes and pipelines, with options
+    optimize-graph inspect MODEL [--json]       ops, sizes, opsets, inputs/outputs
+    optimize-graph verify A B [--inputs data.npz] [--rtol R] [--atol A] [--json]
+    optimize-graph demo [--out DIR]             train, export, optimize and check a digits MLP
+
+Reports go to stdout (``--json``: one JSON object and nothing else); logs (``-v``) and errors go to
+stderr. A problem with the user's input is one line, ``optimize-graph: error: <what> (<remedy>)``,
+without a traceback unless ``--debug``.
+
+Exit codes: 0 success; 1 ``verify`` found the models differ; 2 bad input or usage; 3 a pass failed;
+4 verification failed; 70 internal error (a bug: please report it); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+import traceback
+import typing
+from collections.abc import Iterator, Sequence
+
+from onnxsmith import __version__
+from onnxsmith.errors import OnnxsmithError, PipelineError
+from onnxsmith.optimize import DEFAULT_PIPELINE
+
+__all__ = ["main"]
+
+PROG = "optimize-graph"
+#: Execution targets a pipeline can be run for (``PassContext.target``).
+TARGETS = ("generic", "cpu", "cuda", "tensorrt")
+EXIT_NOT_EQUIVALENT = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+
+_COMMANDS = ("passes", "inspect", "verify", "demo")
+
+_USAGE = f"""\
+{PROG} IN OUT [--passes LIST] [--verify {{none,structural,numeric}}] [--inputs NPZ]
+                      [--target NAME] [--json] [--print-ir-after PASS] [--load MODULE_OR_FILE] [-v|-q] [--debug]
+       {PROG} passes [NAME] [--json]
+       {PROG} inspect MODEL [--json]
+       {PROG} verify A B [--inputs NPZ] [--rtol R] [--atol A] [--json]
+       {PROG} demo [--out DIR]"""
+
+_EPILOG = f"""\
+commands:
+  passes [NAME]   list passes and pipelines with their options (or show one in detail)
+  inspect MODEL   ops histogram, node count, tensor sizes, opsets, inputs/outputs
+  verify A B      check that two models compute the same outputs (onnxruntime)
+  demo            train a small digits classifier, optimize it with '{DEFAULT_PIPELINE}' and check it
+
+pipelines are comma-separated passes or pipeline names, options in braces:
+  {PROG} model.onnx out.onnx --passes 'fold-constants{{max-size=1048576}},cse'
+
+exit codes: 0 ok, 1 models differ (verify), 2 bad input or usage, 3 a pass failed,
+  4 verification failed, 70 internal error, 130 interrupted"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit code (the console script exits with it)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parse(argv)
+    except SystemExit as e:  # argparse printed help (0) or a usage error (2)
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    with _logging(args.verbose, args.quiet, args.debug):
+        try:
+            return args.run(args)
+        except OnnxsmithError as e:
+            return _fail(args, str(e), e.exit_code)
+        except KeyboardInterrupt:
+            return _fail(args, "interrupted; nothing was written", EXIT_INTERRUPTED, label="")
+        except BrokenPipeError:  # stdout closed early, e.g. piped into `head`
+            _silence_stdout()
+            return 0
+        except Exception as e:  # the last line of defence: reported as a bug
+            message = f"{type(e).__name__}: {e}"
+            return _fail(args, f"{message} (rerun with --debug for the traceback, and report it)",
+                         EXIT_INTERNAL, label="internal error: ")
+
+
+def _fail(args: argparse.Namespace, message: str, code: int, label: str = "error: ") -> int:
+    if args.debug:
+        traceback.print_exc()
+    one_line = " ".join(message.split())
+    print(f"{PROG}: {label}{one_line}", file=sys.stderr)
+    return code
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+@contextlib.contextmanager
+def _logging(verbose: bool, quiet: bool, debug: bool) -> Iterator[None]:
+    """Sends onnxsmith's logs to stderr for the duration of one command."""
+    logger = logging.getLogger("onnxsmith")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s %(name)s: %(message)s"))
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.ERROR if quiet else logging.WARNING
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+def _emit(text: str) -> None:
+    print(text, flush=True)
+
+
+# ---------------------------------------------------------------- argument parsing
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line, like every other error."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _common(parser: argparse.ArgumentParser, *, json_flag: bool = True, load: bool = False) -> None:
+    group = parser.add_argument_group("output")
+    group.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO) to stderr")
+    group.add_argument("-q", "--quiet", action="store_true", help="print no report, only errors")
+    group.add_argument("--debug", action="store_true",
+                       help="show tracebacks and run extra checks (e.g. catch a pass lying about 'modified')")
+    if json_flag:
+        group.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of text")
+    if load:
+        parser.add_argument("--load", action="append", default=[], metavar="MODULE_OR_FILE",
+                            help="import a module or .py file that registers passes (repeatable)")
+
+
+def _optimize_parser() -> _Parser:
+    parser = _Parser(
+        prog=PROG, usage=_USAGE, epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Optimize an ONNX model with an ordered, verified pipeline of passes.")
+    parser.add_argument("input", metavar="IN", help="the .onnx model to read (never modified)")
+    parser.add_argument("output", metavar="OUT", help="where to write the optimized model (atomically)")
+    parser.add_argument("--passes", default=DEFAULT_PIPELINE, metavar="LIST",
+                        help=f"pipeline string (default: {DEFAULT_PIPELINE}); see '{PROG} passes'")
+    parser.add_argument("--verify", choices=("none", "structural", "numeric"), default=None,
+                        help="check after every changed pass (default: structural; numeric with --inputs)")
+    parser.add_argument("--inputs", metavar="NPZ", help="real inputs for numeric verification (.npz by input name)")
+    parser.add_argument("--target", choices=TARGETS, default="generic", help="execution target (default: generic)")
+    parser.add_argument("--print-ir-after", action="append", default=[], metavar="PASS",
+                        help="print the IR after this pass ('all' for every pass; repeatable or comma-separated)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _common(parser, load=True)
+    parser.set_defaults(run=_run_optimize)
+    return parser
+
+
+def _command_parser(command: str) -> _Parser:
+    parser = _Parser(prog=f"{PROG} {command}")
+    if command == "passes":
+        parser.description = "List passes and pipelines with their options, or show one in detail."
+        parser.add_argument("name", nargs="?", help="a pass or pipeline to describe")
+        _common(parser, load=True)
+        parser.set_defaults(run=_run_passes)
+    elif command == "inspect":
+        parser.description = "Summarize a model without reading its external weights."
+        parser.add_argument("model", metavar="MODEL", help="the .onnx file")
+        _common(parser)
+        parser.set_defaults(run=_run_inspect)
+    elif command == "verify":
+        parser.description = "Check that two models compute the same outputs, using onnxruntime."
+        parser.add_argument("a", metavar="A", help="the reference model")
+        parser.add_argument("b", metavar="B", help="the model to compare with it")
+        parser.add_argument("--inputs", metavar="NPZ", help="inputs (.npz by input name); generated if absent")
+        parser.add_argument("--rtol", type=float, default=1e-5, help="relative tolerance (default: 1e-5)")
+        parser.add_argument("--atol", type=float, default=1e-6, help="absolute tolerance (default: 1e-6)")
+        _common(parser)
+        parser.set_defaults(run=_run_verify)
+    else:
+        parser.description = ("Train a small MLP on the bundled 8x8 digits, export it as ONNX with typical "
+                              f"exporter debris, optimize it with '{DEFAULT_PIPELINE}', verify it on held-out "
+                              "digits and report.")
+        parser.add_argument("--out", metavar="DIR", help="folder for the models (default: a new temporary folder)")
+        _common(parser, json_flag=False)
+        parser.set_defaults(run=_run_demo)
+    return parser
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    if argv and argv[0] in _COMMANDS:
+        parser = _command_parser(argv[0])
+        args = parser.parse_args(argv[1:])
+    else:
+        parser = _optimize_parser()
+        args = parser.parse_args(argv)
+        if args.inputs and args.verify in ("none", "structural"):
+            parser.error(f"--inputs is used for numeric verification; it cannot go with --verify {args.verify}")
+        args.verify = args.verify or ("numeric" if args.inputs else "structural")
+    if args.verbose and args.quiet:
+        parser.error("-v and -q cannot be combined")
+    return args
+
+
+def _load_plugins(specs: Sequence[str]) -> None:
+    from onnxsmith.passes import load_plugin
+
+    for spec in specs:
+        load_plugin(spec)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def _run_optimize(args: argparse.Namespace) -> int:
+    from onnxsmith.optimize import optimize_file
+    from onnxsmith.passes import PassManager
+    from onnxsmith.report import format_optimize_result, to_json
+
+    _load_plugins(args.load)
+    print_ir_after = [name.strip() for item in args.print_ir_after for name in item.split(",") if name.strip()]
+    manager = PassManager(args.passes, verify=args.verify, print_ir_after=print_ir_after,
+                          ir_stream=sys.stderr if args.json else sys.stdout)
+    if not (args.json or args.quiet):
+        _emit(f"pipeline: {manager.pipeline}")
+    result = optimize_file(args.input, args.output, manager, inputs=args.inputs, target=args.target,
+                           debug=args.debug)
+    if args.json:
+        _emit(to_json(result.to_dict()))
+    elif not args.quiet:
+        _emit(format_optimize_result(result))
+    return 0
+
+
+def _run_passes(args: argparse.Namespace) -> int:
+    from onnxsmith.passes import build_pipeline, get_pass, list_passes, list_pipelines, pipeline_string
+    from onnxsmith.passes.registry import get_pipeline
+    from onnxsmith.report import (
+        format_pass_detail,
+        format_pass_list,
+        format_pipeline_detail,
+        pass_to_dict,
+        pipeline_to_dict,
+        to_json,
+    )
+
+    _load_plugins(args.load)
+    if args.name:
+        pipeline = get_pipeline(args.name)
+        if pipeline is not None:
+            resolved = build_pipeline(pipeline.spec)
+            data = pipeline_to_dict(pipeline, pipeline_string(resolved))
+            text = format_pipeline_detail(pipeline, resolved)
+        else:
+            cls = get_pass(args.name)
+            data, text = pass_to_dict(cls), format_pass_detail(cls)
+    else:
+        passes, pipelines = list_passes(), list_pipelines()
+        expansions = {name: pipeline_string(build_pipeline(p.spec)) for name, p in pipelines.items()}
+        data = {"passes": [pass_to_dict(cls) for cls in passes.values()],
+                "pipelines": [pipeline_to_dict(p, expansions[name]) for name, p in pipelines.items()]}
+        text = format_pass_list(passes, pipelines, expansions)
+    if args.json:
+        _emit(to_json(data))
+    elif not args.quiet:
+        _emit(text)
+    return 0
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    from onnxsmith.ir import load
+    from onnxsmith.report import format_summary, to_json
+    from onnxsmith.summary import summarize
+
+    summary = summarize(load(args.model), args.model)
+    if args.json:
+        _emit(to_json(summary.to_dict()))
+    elif not args.quiet:
+        _emit(format_summary(summary))
+    return 0
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from onnxsmith.input_data import check_inputs, load_input_data
+    from onnxsmith.ir import load
+    from onnxsmith.passes import Tolerance
+    from onnxsmith.report import format_diffs, to_json
+    from onnxsmith.verify import compare_outputs, generate_inputs
+    from onnxsmith.verify._session import run_model
+
+    if args.rtol < 0 or args.atol < 0:
+        raise PipelineError("tolerances must be non-negative", f"got --rtol {args.rtol} --atol {args.atol}")
+    a, b = load(args.a), load(args.b)
+    if args.inputs:
+        inputs, source = load_input_data(args.inputs, a), f"inputs from {args.inputs}"
+    else:
+        inputs, source = generate_inputs(a), "generated inputs (seed 0)"
+    check_inputs(inputs, b, source=f"inputs of {args.a} given to {args.b}")
+    names = [v.name for v in a.graph.outputs]
+    diffs = [d.to_dict() for d in compare_outputs(run_model(a, inputs), run_model(b, inputs), names,
+                                                   Tolerance(args.rtol, args.atol))]
+    equivalent = all(d["ok"] for d in diffs)
+    if args.json:
+        _emit(to_json({"a": args.a, "b": args.b, "inputs": source, "rtol": args.rtol, "atol": args.atol,
+                       "equivalent": equivalent, "outputs": diffs}))
+    elif not args.quiet:
+        _emit(f"verify: {args.a} vs {args.b} on {source}")
+        _emit("\n".join("  " + line for line in format_diffs(diffs)))
+        tolerance = f"rtol={args.rtol:g}, atol={args.atol:g}"
+        _emit(f"equivalent ({tolerance})" if equivalent else f"NOT equivalent ({tolerance})")
+    return 0 if equivalent else EXIT_NOT_EQUIVALENT
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from onnxsmith.demo import format_demo, run_demo
+
+    result = run_demo(args.out, progress=None if args.quiet else _emit)
+    if not args.quiet:
+        _emit(format_demo(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
