@@ -1,22 +1,31 @@
-"""Loading and saving models: safe, lazy and atomic.
+"""Loading and saving models: safe, lazy, lossless and atomic.
 
-``load`` parses only the protobuf; tensors stored as external data stay on disk and are
-memory-mapped on first use (onnx_ir's ``ExternalTensor``), so a pipeline whose passes do not
-touch the weights never reads them. Before anything is deserialized every tensor is checked:
-external data must live inside the model's folder and must be as large as the tensor's declared
-shape says; inline data must match its declared size. Hostile or corrupt files therefore fail
-with a one-line error instead of crashing or allocating what their headers claim.
+``load`` parses only the protobuf. Before anything is deserialized every tensor header is
+checked (``_validate``): external data must live inside the model's folder and be as large as
+the tensor's shape says, inline data must match its declared size. Hostile or corrupt files
+therefore fail with a one-line ``ModelInputError`` instead of crashing or allocating what their
+headers claim. Tensors stored as external data stay on disk: onnx_ir's ``ExternalTensor``
+memory-maps its file on first use, so a pipeline whose passes do not touch the weights never
+reads them.
 
-``save`` writes the protobuf to a temporary file next to the destination and renames it into
-place, so a failure never leaves a half-written model. Large tensors go to external data next
-to the output (``<name>.data``) whenever the input used external data or the model would not
-fit in one protobuf.
+``save`` writes into a temporary folder next to the destination and renames the results into
+place (the data file first, then the ``.onnx``), so a failure never leaves a half-written model
+and never touches the previous one. Tensors go to external data (``<name>.data`` beside the
+output) when the input used external data or the model would not fit in one protobuf. An
+unchanged external tensor is copied file to file by the kernel (``copy_file_range``), never
+through Python memory, so saving a 4 GB model costs little RSS. Saving over the very data file
+the model's tensors are read from is safe: those tensors are re-pointed to the new file.
+
+Round trips are lossless for everything ONNX carries (metadata, doc strings, functions,
+subgraphs, opset imports, value info, sparse initializers, training info); see
+``_proto_extras`` for what onnx_ir alone would lose and how it is put back.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,15 +35,18 @@ import onnx_ir as ir
 from google.protobuf.message import DecodeError
 
 from onnxsmith.errors import ModelInputError, OutputError
+from onnxsmith.ir._proto_extras import deserialize, finish_proto, model_graphs, sparse_detached
+from onnxsmith.ir._validate import check_tensors, iter_tensors, shown_path
 from onnxsmith.ir.queries import has_external_data, tensor_bytes
 
-__all__ = ["load", "save", "load_proto_checked", "PROTOBUF_LIMIT"]
+__all__ = ["AUTO_EXTERNAL_BYTES", "EXTERNAL_THRESHOLD_BYTES", "PROTOBUF_LIMIT", "load", "load_proto_checked",
+           "save"]
 
 #: Protobuf cannot serialize messages of 2 GiB or more.
 PROTOBUF_LIMIT = 2**31 - 1
 #: Above this total tensor size ``save`` switches to external data on its own.
 AUTO_EXTERNAL_BYTES = 1_500_000_000
-#: Tensors smaller than this stay inline when writing external data.
+#: When external data is written, tensors of at most this many bytes stay inline.
 EXTERNAL_THRESHOLD_BYTES = 1024
 
 
@@ -42,8 +54,8 @@ def load(path: str | os.PathLike, *, check: bool = True) -> ir.Model:
     """Loads an ONNX model lazily, refusing corrupt or hostile files.
 
     Args:
-        path: Path to a ``.onnx`` file (protobuf); external data is resolved next to it.
-        check: Also run the ONNX checker on the graph (without loading external data).
+        path: Path to a ``.onnx`` file (protobuf); external data is resolved in its folder.
+        check: Also run the ONNX checker (it does not read external data).
 
     Returns:
         The model as an ``onnx_ir.Model``; external tensors are not read until used.
@@ -51,200 +63,75 @@ def load(path: str | os.PathLike, *, check: bool = True) -> ir.Model:
     Raises:
         ModelInputError: The file is missing, not ONNX, corrupt, invalid or hostile.
     """
+    path = Path(path)
     proto = load_proto_checked(path, check=check)
-    model = ir.serde.deserialize_model(proto)
-    base_dir = os.path.dirname(os.path.abspath(path))
-    ir.external_data.set_base_dir(model.graph, base_dir)
-    for function in model.functions.values():
-        ir.external_data.set_base_dir(function, base_dir)  # type: ignore[arg-type]
+    base_dir = path.resolve().parent
+    try:
+        model = deserialize(proto, base_dir)
+    except ModelInputError:
+        raise
+    except Exception as e:  # onnx_ir raises assorted types on malformed protos
+        raise ModelInputError(f"{shown_path(path)} cannot be read into the IR: {_first_line(e)}",
+                              "the file is corrupt or uses an unsupported construct") from e
+    for tensor in _all_tensors(model):
+        if isinstance(tensor, ir.ExternalTensor):
+            tensor.base_dir = base_dir
     return model
 
 
 def load_proto_checked(path: str | os.PathLike, *, check: bool = True) -> onnx.ModelProto:
-    """Reads the ModelProto without external data and validates every tensor header."""
+    """Reads the ModelProto without external data and validates every tensor header.
+
+    Raises:
+        ModelInputError: As for :func:`load`.
+    """
     path = Path(path)
+    shown = shown_path(path)
     if not path.exists():
-        raise ModelInputError(f"model file not found: {path}", "check the path")
+        raise ModelInputError(f"model file not found: {shown}", "check the path")
     if path.is_dir():
-        raise ModelInputError(f"model path is a directory: {path}", "pass the .onnx file inside it")
+        raise ModelInputError(f"model path is a folder: {shown}", "pass the .onnx file inside it")
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = path.read_bytes()
     except OSError as e:
-        raise ModelInputError(f"cannot read model file {path}: {e.strerror}", "check permissions") from e
+        raise ModelInputError(f"cannot read model file {shown}: {e.strerror}", "check permissions") from e
+    if not data:
+        raise ModelInputError(f"model file {shown} is empty", "pass a .onnx file exported by a framework")
     proto = onnx.ModelProto()
     try:
         proto.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError) as e:
-        raise ModelInputError(
-            f"{path} is not an ONNX model (protobuf parse failed)",
-            "pass a .onnx file exported by a framework",
-        ) from e
+        raise ModelInputError(f"{shown} is not an ONNX model (protobuf parse failed)",
+                              "pass a .onnx file exported by a framework; a truncated download also fails so") from e
     del data
     if not proto.HasField("graph") or proto.ir_version <= 0:
-        raise ModelInputError(
-            f"{path} is not an ONNX model (no graph or ir_version)",
-            "pass a .onnx file exported by a framework",
-        )
-    base_dir = path.resolve().parent
-    for where, tensor in _iter_tensors(proto):
-        _check_tensor(tensor, where, base_dir)
+        raise ModelInputError(f"{shown} is not an ONNX model (no graph or ir_version)",
+                              "pass a .onnx file exported by a framework")
+    check_tensors(proto, path)
     if check:
         _run_checker(proto, path)
     return proto
 
 
 def _run_checker(proto: onnx.ModelProto, path: Path) -> None:
+    # With a ModelProto the checker resolves external data against the working directory;
+    # given the path it uses the model's folder (and re-reads only the small protobuf).
+    target: onnx.ModelProto | str = str(path) if _uses_external_data(proto) else proto
     try:
-        onnx.checker.check_model(proto)
+        onnx.checker.check_model(target)
     except onnx.checker.ValidationError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid model"
-        raise ModelInputError(
-            f"{path} fails the ONNX checker: {first}",
-            "fix the exporter output, or re-export with a supported opset",
-        ) from e
+        raise ModelInputError(f"{shown_path(path)} fails the ONNX checker: {_first_line(e)}",
+                              "fix the exporter output, or re-export with a supported opset") from e
 
 
-def _iter_graph_tensors(graph: onnx.GraphProto, where: str) -> Iterator[tuple[str, onnx.TensorProto]]:
-    for t in graph.initializer:
-        yield f"{where}initializer '{t.name}'", t
-    for st in graph.sparse_initializer:
-        yield f"{where}sparse initializer '{st.values.name}'", st.values
-        yield f"{where}sparse initializer '{st.values.name}' indices", st.indices
-    for node in graph.node:
-        yield from _iter_node_tensors(node, where)
+def _uses_external_data(proto: onnx.ModelProto) -> bool:
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for _, t in iter_tensors(proto))
 
 
-def _iter_node_tensors(node: onnx.NodeProto, where: str) -> Iterator[tuple[str, onnx.TensorProto]]:
-    label = f"{where}node '{node.name or node.op_type}'"
-    for attr in node.attribute:
-        if attr.HasField("t"):
-            yield f"{label} attribute '{attr.name}'", attr.t
-        for t in attr.tensors:
-            yield f"{label} attribute '{attr.name}'", t
-        if attr.HasField("g"):
-            yield from _iter_graph_tensors(attr.g, f"{label} subgraph: ")
-        for g in attr.graphs:
-            yield from _iter_graph_tensors(g, f"{label} subgraph: ")
-
-
-def _iter_tensors(proto: onnx.ModelProto) -> Iterator[tuple[str, onnx.TensorProto]]:
-    yield from _iter_graph_tensors(proto.graph, "")
-    for fn in proto.functions:
-        for node in fn.node:
-            yield from _iter_node_tensors(node, f"function '{fn.name}' ")
-
-
-_PACKED_4BIT = {
-    onnx.TensorProto.INT4,
-    onnx.TensorProto.UINT4,
-    *(getattr(onnx.TensorProto, n) for n in ("FLOAT4E2M1",) if hasattr(onnx.TensorProto, n)),
-}
-_PACKED_2BIT = {getattr(onnx.TensorProto, n) for n in ("INT2", "UINT2") if hasattr(onnx.TensorProto, n)}
-
-
-def _expected_nbytes(tensor: onnx.TensorProto, numel: int) -> int | None:
-    if tensor.data_type in _PACKED_4BIT:
-        return (numel + 1) // 2
-    if tensor.data_type in _PACKED_2BIT:
-        return (numel + 3) // 4
-    if tensor.data_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
-        return None
-    try:
-        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
-    except (KeyError, TypeError, ValueError):
-        return None
-    return numel * itemsize
-
-
-def _typed_count(tensor: onnx.TensorProto) -> tuple[str, int] | None:
-    for field in (
-        "float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data",
-    ):
-        n = len(getattr(tensor, field))
-        if n:
-            return field, n
-    return None
-
-
-def _check_tensor(tensor: onnx.TensorProto, where: str, base_dir: Path) -> None:
-    if any(d < 0 for d in tensor.dims):
-        raise ModelInputError(f"{where} has a negative dimension {list(tensor.dims)}", "the file is corrupt")
-    numel = math.prod(tensor.dims)
-    expected = _expected_nbytes(tensor, numel)
-    if tensor.data_location == onnx.TensorProto.EXTERNAL:
-        _check_external(tensor, where, base_dir, expected)
-        return
-    if tensor.HasField("raw_data") or tensor.raw_data:
-        if expected is not None and len(tensor.raw_data) != expected:
-            raise ModelInputError(
-                f"{where} declares shape {list(tensor.dims)} ({expected} bytes) "
-                f"but holds {len(tensor.raw_data)} bytes",
-                "the file is corrupt or was truncated",
-            )
-        return
-    typed = _typed_count(tensor)
-    if typed is None:
-        if numel != 0:
-            raise ModelInputError(
-                f"{where} declares shape {list(tensor.dims)} but holds no data",
-                "the file is corrupt or was truncated",
-            )
-        return
-    field, count = typed
-    if tensor.data_type in _PACKED_4BIT:
-        want = (numel + 1) // 2
-    elif tensor.data_type in (onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128):
-        want = 2 * numel
-    else:
-        want = numel
-    if count != want:
-        raise ModelInputError(
-            f"{where} declares shape {list(tensor.dims)} ({want} values) but holds {count} in {field}",
-            "the file is corrupt or was truncated",
-        )
-
-
-def _check_external(tensor: onnx.TensorProto, where: str, base_dir: Path, expected: int | None) -> None:
-    info = {entry.key: entry.value for entry in tensor.external_data}
-    location = info.get("location", "")
-    if not location:
-        raise ModelInputError(f"{where} is stored externally but names no file", "the file is corrupt")
-    if os.path.isabs(location) or location.startswith(("/", "\\")) or (len(location) > 1 and location[1] == ":"):
-        raise ModelInputError(
-            f"{where} points to external data at absolute path '{location}'",
-            "external data must sit in the model's folder; refusing to read it",
-        )
-    target = (base_dir / location).resolve()
-    if base_dir != target and base_dir not in target.parents:
-        raise ModelInputError(
-            f"{where} points to external data '{location}' outside the model's folder",
-            "external data must sit in the model's folder; refusing to read it",
-        )
-    if not target.is_file():
-        raise ModelInputError(
-            f"{where} needs external data file '{location}', which does not exist next to the model",
-            "copy the .data file next to the .onnx file",
-        )
-    try:
-        offset = int(info.get("offset", "0") or 0)
-        length = int(info["length"]) if info.get("length") not in (None, "") else None
-    except ValueError as e:
-        raise ModelInputError(f"{where} has a non-integer external data offset/length", "the file is corrupt") from e
-    if offset < 0 or (length is not None and length < 0):
-        raise ModelInputError(f"{where} has a negative external data offset/length", "the file is corrupt")
-    if expected is not None and length is not None and length != expected:
-        raise ModelInputError(
-            f"{where} declares shape {list(tensor.dims)} ({expected} bytes) but its external data length is {length}",
-            "the file is corrupt",
-        )
-    need = length if length is not None else expected
-    size = target.stat().st_size
-    if need is not None and offset + need > size:
-        raise ModelInputError(
-            f"{where} needs bytes {offset}..{offset + need} of '{location}', which has only {size}",
-            "the external data file is truncated",
-        )
+def _first_line(error: BaseException, limit: int = 200) -> str:
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def save(
@@ -257,53 +144,186 @@ def save(
     """Saves a model atomically.
 
     Args:
-        model: The model; it is not changed by saving.
-        path: Destination ``.onnx`` path. External data goes to ``<basename>.data`` beside it.
+        model: The model. Saving does not change it, except that tensors read from the very
+            data file being replaced are re-pointed to the new one.
+        path: Destination ``.onnx`` path. External data goes to ``<file name>.data`` beside it.
         external_data: Force (True) or forbid (False) external data; by default it is used when
-            the model already had external tensors or would exceed the protobuf limit.
-        size_threshold_bytes: Tensors at least this large go to external data when it is used.
+            the model already had external tensors or holds more than ``AUTO_EXTERNAL_BYTES``.
+        size_threshold_bytes: With external data, tensors larger than this go to the data file.
 
     Raises:
-        OutputError: The destination folder does not exist or is not writable, or the model is too
-            large for a single protobuf and external data was forbidden.
+        OutputError: The destination cannot be written, or the model is too large for a single
+            protobuf and external data was forbidden.
     """
     path = Path(path)
-    parent = path.resolve().parent
-    if not parent.is_dir():
-        raise OutputError(f"output folder does not exist: {parent}", "create it first")
-    if path.is_dir():
-        raise OutputError(f"output path is a directory: {path}", "give a file name such as out.onnx")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"output folder is not writable: {parent}", "choose another output path")
-    total, has_external = tensor_bytes(model), has_external_data(model)
+    folder = _output_folder(path)
+    total = tensor_bytes(model)
     if external_data is None:
-        external_data = has_external or total > AUTO_EXTERNAL_BYTES
+        external_data = has_external_data(model) or total > AUTO_EXTERNAL_BYTES
     if not external_data and total > PROTOBUF_LIMIT:
-        raise OutputError(
-            f"model holds {total / 2**30:.1f} GiB of tensors, over the 2 GiB protobuf limit",
-            "save with external data",
-        )
+        raise OutputError(f"model holds {total / 2**30:.1f} GiB of tensors, over the 2 GiB protobuf limit",
+                          "save with external data")
+    data_name = f"{path.name}.data"
+    data_path = folder / data_name
+    stale = _reading(model, data_path) if external_data else []
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder))
     except OSError as e:
-        raise OutputError(f"cannot write to {parent}: {e.strerror or e}", "choose another output path") from e
-    os.close(fd)
+        raise OutputError(f"cannot write in {shown_path(folder)}: {e.strerror}", "choose another output path") from e
     try:
-        if external_data:
-            ir.save(
-                model,
-                tmp,
-                external_data=f"{path.name}.data",
-                size_threshold_bytes=size_threshold_bytes,
-            )
-        else:
-            if has_external:
-                # Bring tensors inline so the file does not point into another folder's data.
-                model = ir.external_data.load_to_model(model)
-            ir.save(model, tmp)
-        os.replace(tmp, path)
+        proto, fresh, inlined = _serialize(model, staging, data_name if external_data else None,
+                                           size_threshold_bytes)
+        (staging / path.name).write_bytes(proto)
+        if (staging / data_name).exists():
+            os.replace(staging / data_name, data_path)
+        os.replace(staging / path.name, path)
     except OSError as e:
-        raise OutputError(f"cannot write {path}: {e.strerror or e}", "check the output path and free space") from e
+        where = f" ({shown_path(e.filename)})" if isinstance(e.filename, str) else ""
+        raise OutputError(f"cannot write {shown_path(path)}: {e.strerror or e}{where}",
+                          "check the output path and free space") from e
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        shutil.rmtree(staging, ignore_errors=True)
+    _repoint(stale, fresh, inlined, folder)
+
+
+def _output_folder(path: Path) -> Path:
+    folder = path.absolute().parent
+    if not folder.exists():
+        raise OutputError(f"output folder does not exist: {shown_path(folder)}", "create it first")
+    if not folder.is_dir():
+        raise OutputError(f"output folder {shown_path(folder)} is a file", "choose another output path")
+    if path.is_dir():
+        raise OutputError(f"output path is a folder: {shown_path(path)}", "give a file name such as out.onnx")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"output folder is not writable: {shown_path(folder)}", "choose another output path")
+    return folder
+
+
+_Swap = tuple[ir.Node, ir.Attr, ir.Attr]
+
+
+def _serialize(model: ir.Model, staging: Path, data_name: str | None, threshold: int,
+               ) -> tuple[bytes, dict[int, ir.TensorProtocol | None], list[_Swap]]:
+    """The serialized model, with external data (if named) written into ``staging``.
+
+    Returns the protobuf bytes, the tensor each initializer held in the written model (by
+    ``id`` of its value) and the attributes whose external tensors were inlined.
+    """
+    with _initializers_restored(model) as originals, sparse_detached(model) as detached, \
+            _attribute_tensors_inlined(model) as inlined:
+        try:
+            if data_name is not None:
+                ir.external_data.unload_from_model(model, staging, data_name, size_threshold_bytes=threshold)
+            else:
+                ir.external_data.load_to_model(model)
+            proto = ir.serde.serialize_model(model)
+        except ValueError as e:  # e.g. onnx_ir refusing a hard-linked or invalidated data file
+            raise OutputError(f"cannot serialize the model: {_first_line(e)}") from e
+        fresh = {id(value): value.const_value for value, _ in originals}
+    finish_proto(proto, model, detached)
+    try:
+        return proto.SerializeToString(), fresh, inlined
+    except ValueError as e:  # protobuf refuses messages over 2 GiB
+        raise OutputError(f"cannot serialize the model: {_first_line(e)}", "save with external data") from e
+
+
+@contextlib.contextmanager
+def _initializers_restored(model: ir.Model) -> Iterator[list[tuple[ir.Value, ir.TensorProtocol | None]]]:
+    """Puts every initializer's tensor back on exit (writing external data swaps them)."""
+    originals = [(value, value.const_value) for graph in model_graphs(model) for value in graph.initializers.values()]
+    try:
+        yield originals
+    finally:
+        for value, tensor in originals:
+            value.const_value = tensor
+
+
+def _attribute_tensors(attr: ir.Attr) -> list[ir.TensorProtocol]:
+    if attr.is_ref():
+        return []
+    if attr.type == ir.AttributeType.TENSOR:
+        return [attr.value]
+    if attr.type == ir.AttributeType.TENSORS:
+        return list(attr.value)
+    return []
+
+
+def _all_nodes(model: ir.Model) -> Iterator[ir.Node]:
+    """Nodes of the main graph, its subgraphs and model-local functions."""
+    yield from ir.traversal.RecursiveGraphIterator(model.graph)
+    for function in model.functions.values():
+        yield from ir.traversal.RecursiveGraphIterator(function)
+
+
+def _all_tensors(model: ir.Model) -> Iterator[ir.TensorProtocol]:
+    """Initializer and attribute tensors, everywhere in the model."""
+    for graph in model_graphs(model):
+        for value in graph.initializers.values():
+            if value.const_value is not None:
+                yield value.const_value
+    for node in _all_nodes(model):
+        for attr in node.attributes.values():
+            yield from _attribute_tensors(attr)
+
+
+@contextlib.contextmanager
+def _attribute_tensors_inlined(model: ir.Model) -> Iterator[list[_Swap]]:
+    """Replaces tensor attributes stored as external data by in-memory copies until exit.
+
+    Their locations are relative to the input's folder, and onnx_ir writes only initializers
+    to the new data file; inline is the one form that stays valid wherever the model goes.
+    """
+    swaps: list[_Swap] = []
+    for node in _all_nodes(model):
+        for name, attr in list(node.attributes.items()):
+            tensors = _attribute_tensors(attr)
+            if not any(isinstance(t, ir.ExternalTensor) for t in tensors):
+                continue
+            loaded = [ir.external_data.convert_tensors_from_external([t])[0] if isinstance(t, ir.ExternalTensor)
+                      else t for t in tensors]
+            value = loaded[0] if attr.type == ir.AttributeType.TENSOR else loaded
+            inline = ir.Attr(name, attr.type, value, doc_string=attr.doc_string)
+            node.attributes[name] = inline
+            swaps.append((node, attr, inline))
+    try:
+        yield swaps
+    finally:
+        for node, original, _ in swaps:
+            node.attributes[original.name] = original
+
+
+def _reads(tensor: ir.TensorProtocol | None, file: Path) -> bool:
+    if not isinstance(tensor, ir.ExternalTensor):
+        return False
+    try:
+        return os.path.samefile(tensor.path, file)
+    except OSError:
+        return False
+
+
+def _reading(model: ir.Model, file: Path) -> list[tuple[ir.Value | ir.Node, ir.TensorProtocol | ir.Attr]]:
+    """Initializers and attributes whose tensors read ``file`` (which is about to be replaced)."""
+    if not file.exists():
+        return []
+    found: list[tuple[ir.Value | ir.Node, ir.TensorProtocol | ir.Attr]] = [
+        (value, value.const_value) for graph in model_graphs(model) for value in graph.initializers.values()
+        if _reads(value.const_value, file)]
+    for node in _all_nodes(model):
+        found.extend((node, attr) for attr in node.attributes.values()
+                     if any(_reads(t, file) for t in _attribute_tensors(attr)))
+    return found
+
+
+def _repoint(stale: list, fresh: dict[int, ir.TensorProtocol | None], inlined: list[_Swap], folder: Path) -> None:
+    """After a successful save, moves tensors that read the replaced data file onto the new one."""
+    inline_by_attr = {id(original): (node, inline) for node, original, inline in inlined}
+    for owner, old in stale:
+        if isinstance(owner, ir.Node):
+            node, inline = inline_by_attr[id(old)]
+            node.attributes[old.name] = inline
+            continue
+        tensor = fresh[id(owner)]
+        if isinstance(tensor, ir.ExternalTensor):
+            tensor.base_dir = folder
+        owner.const_value = tensor
+        old.release()

@@ -1,0 +1,210 @@
+"""Validating the tensors of an untrusted ModelProto before anything is deserialized.
+
+Every tensor in a file (initializers, sparse initializers, tensor attributes, in the main graph,
+in subgraphs and in model-local functions) is checked against its own header:
+
+- dimensions are non-negative;
+- inline data holds exactly ``prod(dims)`` elements (``raw_data`` exactly that many bytes, packed
+  for 4-bit and 2-bit types), so a header claiming ``[10**12]`` over 4 bytes fails at once,
+  without allocating anything;
+- external data names a relative location that resolves, symlinks followed, inside the model's
+  folder, is a regular file that is neither a symbolic link (the ONNX checker refuses those) nor
+  hard-linked (onnx_ir refuses those before mapping the file), and is long enough for ``offset + length`` bytes, where ``length`` (if given)
+  equals the size the header implies.
+
+Only sizes are compared: no tensor data is read. Failures are ``ModelInputError`` with a single
+line naming the tensor and the file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import onnx
+
+from onnxsmith.errors import ModelInputError
+
+__all__ = ["check_tensors", "iter_tensors", "quoted", "shown_path"]
+
+_PACKED_4BIT = {
+    onnx.TensorProto.INT4,
+    onnx.TensorProto.UINT4,
+    *(getattr(onnx.TensorProto, n) for n in ("FLOAT4E2M1",) if hasattr(onnx.TensorProto, n)),
+}
+_PACKED_2BIT = {getattr(onnx.TensorProto, n) for n in ("INT2", "UINT2") if hasattr(onnx.TensorProto, n)}
+_COMPLEX = {onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128}
+_TYPED_FIELDS = ("float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data")
+_HOSTILE_REMEDY = "external data must sit in the model's folder; refusing to read it"
+
+
+def quoted(text: str, limit: int = 80) -> str:
+    """``text`` in single quotes, escaped to one line and shortened (names come from untrusted files)."""
+    escaped = text.encode("unicode_escape").decode("ascii").replace("'", "\\'")
+    if len(escaped) > limit:
+        escaped = escaped[: limit - 3] + "..."
+    return f"'{escaped}'"
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """A path for a one-line message: as is when printable, else escaped and quoted."""
+    text = os.fspath(path)
+    return text if text.isprintable() else quoted(text, limit=200)
+
+
+def iter_tensors(proto: onnx.ModelProto) -> Iterator[tuple[str, onnx.TensorProto]]:
+    """Every TensorProto in the model with a description of where it sits."""
+    yield from _graph_tensors(proto.graph, "")
+    for fn in proto.functions:
+        for node in fn.node:
+            yield from _node_tensors(node, f"function {quoted(fn.name)} ")
+
+
+def _graph_tensors(graph: onnx.GraphProto, where: str) -> Iterator[tuple[str, onnx.TensorProto]]:
+    for t in graph.initializer:
+        yield f"{where}initializer {quoted(t.name)}", t
+    for st in graph.sparse_initializer:
+        yield f"{where}sparse initializer {quoted(st.values.name)}", st.values
+        yield f"{where}sparse initializer {quoted(st.values.name)} indices", st.indices
+    for node in graph.node:
+        yield from _node_tensors(node, where)
+
+
+def _node_tensors(node: onnx.NodeProto, where: str) -> Iterator[tuple[str, onnx.TensorProto]]:
+    label = f"{where}node {quoted(node.name or node.op_type)}"
+    for attr in node.attribute:
+        if attr.HasField("t"):
+            yield f"{label} attribute {quoted(attr.name)}", attr.t
+        for t in attr.tensors:
+            yield f"{label} attribute {quoted(attr.name)}", t
+        if attr.HasField("sparse_tensor"):
+            yield f"{label} attribute {quoted(attr.name)} values", attr.sparse_tensor.values
+            yield f"{label} attribute {quoted(attr.name)} indices", attr.sparse_tensor.indices
+        if attr.HasField("g"):
+            yield from _graph_tensors(attr.g, f"{label} subgraph: ")
+        for g in attr.graphs:
+            yield from _graph_tensors(g, f"{label} subgraph: ")
+
+
+def check_tensors(proto: onnx.ModelProto, model_path: Path) -> None:
+    """Raises ModelInputError for the first tensor whose data does not match its header.
+
+    Args:
+        proto: The parsed model, external data not loaded.
+        model_path: The ``.onnx`` file; external data is resolved in its folder.
+    """
+    base_dir = model_path.resolve().parent
+    for where, tensor in iter_tensors(proto):
+        _check_tensor(tensor, where, base_dir, model_path.name)
+
+
+def _expected_nbytes(tensor: onnx.TensorProto, numel: int) -> int | None:
+    """Bytes of ``raw_data``/external data the header implies; None when not fixed (strings)."""
+    if tensor.data_type in _PACKED_4BIT:
+        return (numel + 1) // 2
+    if tensor.data_type in _PACKED_2BIT:
+        return (numel + 3) // 4
+    if tensor.data_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
+        return None
+    try:
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    except (KeyError, TypeError, ValueError):
+        return None
+    return numel * itemsize
+
+
+def _expected_typed_count(tensor: onnx.TensorProto, numel: int) -> int:
+    """Entries of the typed ``*_data`` field the header implies."""
+    if tensor.data_type in _PACKED_4BIT:
+        return (numel + 1) // 2
+    if tensor.data_type in _PACKED_2BIT:
+        return (numel + 3) // 4
+    if tensor.data_type in _COMPLEX:
+        return 2 * numel
+    return numel
+
+
+def _check_tensor(tensor: onnx.TensorProto, where: str, base_dir: Path, file_name: str) -> None:
+    where = f"{where} in {quoted(file_name)}"
+    shape = list(tensor.dims)
+    if any(d < 0 for d in shape):
+        raise ModelInputError(f"{where} has a negative dimension in shape {shape}", "the file is corrupt")
+    numel = math.prod(shape)
+    expected = _expected_nbytes(tensor, numel)
+    if tensor.data_location == onnx.TensorProto.EXTERNAL:
+        _check_external(tensor, where, base_dir, expected)
+        return
+    if tensor.HasField("raw_data"):
+        if expected is not None and len(tensor.raw_data) != expected:
+            raise ModelInputError(
+                f"{where} declares shape {shape} ({expected} bytes) but holds {len(tensor.raw_data)} bytes",
+                "the file is corrupt or was truncated",
+            )
+        return
+    counts = [(field, len(getattr(tensor, field))) for field in _TYPED_FIELDS if len(getattr(tensor, field))]
+    if not counts:
+        if numel != 0:
+            raise ModelInputError(f"{where} declares shape {shape} but holds no data",
+                                  "the file is corrupt or was truncated")
+        return
+    field, count = counts[0]
+    want = _expected_typed_count(tensor, numel)
+    if count != want:
+        raise ModelInputError(
+            f"{where} declares shape {shape} ({want} values) but holds {count} in {field}",
+            "the file is corrupt or was truncated",
+        )
+
+
+def _external_info(tensor: onnx.TensorProto, where: str) -> tuple[str, int, int | None]:
+    info = {entry.key: entry.value for entry in tensor.external_data}
+    location = info.get("location", "")
+    if not location:
+        raise ModelInputError(f"{where} is stored externally but names no file", "the file is corrupt")
+    try:
+        offset = int(info.get("offset") or 0)
+        length = int(info["length"]) if info.get("length") else None
+    except ValueError as e:
+        raise ModelInputError(f"{where} has a non-integer external data offset or length",
+                              "the file is corrupt") from e
+    if offset < 0 or (length is not None and length < 0):
+        raise ModelInputError(f"{where} has a negative external data offset or length", "the file is corrupt")
+    return location, offset, length
+
+
+def _check_external(tensor: onnx.TensorProto, where: str, base_dir: Path, expected: int | None) -> None:
+    location, offset, length = _external_info(tensor, where)
+    shown = quoted(location)
+    if os.path.isabs(location) or location.startswith(("/", "\\")) or location[1:2] == ":":
+        raise ModelInputError(f"{where} points to external data at absolute path {shown}", _HOSTILE_REMEDY)
+    if "\x00" in location:
+        raise ModelInputError(f"{where} has an external data location {shown} with a NUL byte",
+                              "the file is corrupt")
+    target = (base_dir / location).resolve()
+    if base_dir != target and base_dir not in target.parents:
+        raise ModelInputError(f"{where} points to external data {shown}, outside the model's folder",
+                              _HOSTILE_REMEDY)
+    if (base_dir / location).is_symlink():
+        raise ModelInputError(f"{where} reads external data through the symbolic link {shown}",
+                              "replace the link by the file itself (the ONNX checker refuses links)")
+    if not target.is_file():
+        raise ModelInputError(f"{where} needs external data file {shown}, which is missing or not a file",
+                              "copy the data file next to the .onnx file")
+    stat = target.stat()
+    if stat.st_nlink > 1:
+        raise ModelInputError(f"{where} reads external data file {shown}, which has {stat.st_nlink} hard links",
+                              "onnx_ir refuses hard-linked data files; copy the file instead of linking it")
+    if expected is not None and length is not None and length != expected:
+        raise ModelInputError(
+            f"{where} declares shape {list(tensor.dims)} ({expected} bytes) "
+            f"but its external data length is {length}",
+            "the file is corrupt",
+        )
+    need = length if length is not None else expected
+    if need is not None and offset + need > stat.st_size:
+        raise ModelInputError(
+            f"{where} needs bytes {offset}..{offset + need} of {shown}, which has only {stat.st_size}",
+            "the external data file is truncated",
+        )
