@@ -1,0 +1,32 @@
+"""Names of the fusion-rule families a target can allow.
+
+A family is a group of rewrite rules that produce one kind of fused node. A target lists the
+families whose output it runs well; a fusion pass applies a family only where the target allows it
+*and* the target supports the op it would emit at the model's opset (``Target.supports_op``).
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+__all__ = ["FUSION_FAMILIES", "STANDARD_FUSIONS"]
+
+#: Family name -> what it produces.
+FUSION_FAMILIES = MappingProxyType({
+    "conv-bn": "BatchNormalization folded into Conv/ConvTranspose/Gemm weights (standard ops only)",
+    "gemm": "MatMul + bias Add as Gemm (standard ops only)",
+    "layer-norm": "decomposed layer normalization as LayerNormalization",
+    "gelu": "decomposed erf GELU as Gelu (ONNX opset 20, or com.microsoft)",
+    "conv-activation": "Conv followed by an activation as com.microsoft FusedConv",
+    "fused-conv": "Conv + residual Add (+ activation) as com.microsoft FusedConv with its Z input",
+    "fused-matmul": "MatMul with transposed/scaled operands as com.microsoft FusedMatMul",
+    "skip-layer-norm": "residual Add + LayerNormalization as com.microsoft SkipLayerNormalization",
+    "fast-gelu": "tanh-approximated GELU as com.microsoft FastGelu",
+    "bias-gelu": "bias Add + Gelu as com.microsoft BiasGelu",
+    "attention": "Q/K/V projections + scaled dot-product attention as com.microsoft Attention",
+    "multi-head-attention": "scaled dot-product attention on given Q/K/V as com.microsoft MultiHeadAttention",
+    "embed-layer-norm": "word/position/segment Gathers + LayerNormalization as com.microsoft EmbedLayerNormalization",
+})
+
+#: Families whose output is standard ONNX.
+STANDARD_FUSIONS = frozenset({"conv-bn", "gemm", "layer-norm", "gelu"})
