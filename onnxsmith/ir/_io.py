@@ -174,7 +174,7 @@ def save(
         proto, fresh, inlined = _serialize(model, staging, data_name if external_data else None,
                                            size_threshold_bytes)
         (staging / path.name).write_bytes(proto)
-        if (staging / data_name).exists():
+        if any(isinstance(tensor, ir.ExternalTensor) for tensor in fresh.values()):
             os.replace(staging / data_name, data_path)
         os.replace(staging / path.name, path)
     except OSError as e:

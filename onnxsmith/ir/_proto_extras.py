@@ -7,7 +7,8 @@
   becomes an ordinary initializer whose tensor is a lazy densification of the sparse one, so the
   verifier, the passes and onnxruntime see a normal constant and nothing is allocated unless a
   pass reads it. On save, an initializer that still holds that very tensor object is written back
-  as the original sparse tensor (under the value's current name); one a pass replaced is written
+  as the original sparse tensor (under the value's current name, with external parts read
+  inline, since their location belongs to the input's folder); one a pass replaced is written
   dense like any other.
 - ``ModelProto.training_info`` is dropped by onnx_ir. It is kept verbatim in ``model.meta`` and
   written back; passes do not see or update it.
@@ -26,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,7 @@ from onnxsmith.ir._validate import iter_tensors, quoted
 
 __all__ = [
     "SPARSE_META_KEY",
+    "SparseSource",
     "TRAINING_INFO_META_KEY",
     "deserialize",
     "finish_proto",
@@ -44,13 +47,56 @@ __all__ = [
     "sparse_detached",
 ]
 
-#: ``value.meta`` key: ``(tensor, SparseTensorProto)`` of an initializer read as sparse.
+#: ``value.meta`` key: the ``SparseSource`` of an initializer read as sparse.
 SPARSE_META_KEY = "onnxsmith.sparse_initializer"
 #: ``model.meta`` key: the model's ``TrainingInfoProto`` list, kept verbatim.
 TRAINING_INFO_META_KEY = "onnxsmith.training_info"
 
+
+@dataclass(frozen=True)
+class SparseSource:
+    """A sparse initializer as read from a file, and the lazy dense tensor the IR holds for it."""
+
+    proto: onnx.SparseTensorProto
+    base_dir: Path
+    tensor: ir.LazyTensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        dtype = ir.DataType(self.proto.values.data_type)
+        tensor = ir.LazyTensor(self.dense, dtype=dtype, shape=ir.Shape(self.proto.dims),
+                               name=self.proto.values.name, cache=True)
+        object.__setattr__(self, "tensor", tensor)
+
+    def self_contained(self, name: str) -> onnx.SparseTensorProto:
+        """The original under ``name``, with any external data of its parts read inline."""
+        sparse = _copy(self.proto)
+        sparse.values.name = name
+        for part in (sparse.values, sparse.indices):
+            if part.data_location == onnx.TensorProto.EXTERNAL:
+                onnx.external_data_helper.load_external_data_for_tensor(part, str(self.base_dir))
+                part.data_location = onnx.TensorProto.DEFAULT
+                del part.external_data[:]
+        return sparse
+
+    def dense(self) -> ir.Tensor:
+        """The dense tensor: zeros except at the stored indices (flat, or one row per value)."""
+        name = self.proto.values.name
+        sparse = self.self_contained(name)
+        values = onnx.numpy_helper.to_array(sparse.values)
+        indices = onnx.numpy_helper.to_array(sparse.indices).astype(np.int64)
+        shape = tuple(sparse.dims)
+        dense = np.zeros(math.prod(shape), dtype=values.dtype)
+        try:
+            flat = indices if indices.ndim == 1 else np.ravel_multi_index(tuple(indices.T), shape)
+            dense[flat] = values
+        except (IndexError, ValueError) as e:
+            raise ModelInputError(f"sparse initializer {quoted(name)} has indices outside its shape {list(shape)}",
+                                  "the file is corrupt") from e
+        return ir.Tensor(dense.reshape(shape), dtype=self.tensor.dtype, name=name)
+
+
 #: Sparse initializers taken out of each graph for serialization, by ``id(graph)``.
-Detached = dict[int, list[tuple[ir.Value, onnx.SparseTensorProto]]]
+Detached = dict[int, list[tuple[ir.Value, SparseSource]]]
 
 
 def deserialize(proto: onnx.ModelProto, base_dir: Path) -> ir.Model:
@@ -72,32 +118,18 @@ def deserialize(proto: onnx.ModelProto, base_dir: Path) -> ir.Model:
     for graph, graph_proto in _paired_graphs(model, proto):
         for sparse in graph_proto.sparse_initializer:
             value = graph.initializers[sparse.values.name]
-            tensor = _lazy_dense(sparse, base_dir)
-            value.const_value = tensor
-            value.meta[SPARSE_META_KEY] = (tensor, sparse)
+            source = SparseSource(_copy(sparse), base_dir)  # a view would keep the whole ModelProto alive
+            value.const_value = source.tensor
+            value.meta[SPARSE_META_KEY] = source
     if training:
         model.meta[TRAINING_INFO_META_KEY] = training
     return model
 
 
-def _lazy_dense(sparse: onnx.SparseTensorProto, base_dir: Path) -> ir.LazyTensor:
-    name = sparse.values.name
-
-    def densify() -> ir.Tensor:
-        values = onnx.numpy_helper.to_array(sparse.values, str(base_dir))
-        indices = onnx.numpy_helper.to_array(sparse.indices, str(base_dir)).astype(np.int64)
-        shape = tuple(sparse.dims)
-        dense = np.zeros(math.prod(shape), dtype=values.dtype)
-        try:
-            flat = indices if indices.ndim == 1 else np.ravel_multi_index(tuple(indices.T), shape)
-            dense[flat] = values
-        except (IndexError, ValueError) as e:
-            raise ModelInputError(f"sparse initializer {quoted(name)} has indices outside its shape {list(shape)}",
-                                  "the file is corrupt") from e
-        return ir.Tensor(dense.reshape(shape), dtype=ir.DataType(sparse.values.data_type), name=name)
-
-    return ir.LazyTensor(densify, dtype=ir.DataType(sparse.values.data_type), shape=ir.Shape(sparse.dims),
-                         name=name, cache=True)
+def _copy(sparse: onnx.SparseTensorProto) -> onnx.SparseTensorProto:
+    copy = onnx.SparseTensorProto()
+    copy.CopyFrom(sparse)
+    return copy
 
 
 @contextlib.contextmanager
@@ -110,10 +142,10 @@ def sparse_detached(model: ir.Model) -> Iterator[Detached]:
     detached: Detached = {}
     for graph in model_graphs(model):
         for name, value in list(graph.initializers.items()):
-            carried = value.meta.get(SPARSE_META_KEY)
-            if carried is not None and carried[0] is value.const_value:
+            source = value.meta.get(SPARSE_META_KEY)
+            if source is not None and source.tensor is value.const_value:
                 graph.initializers.pop(name)
-                detached.setdefault(id(graph), []).append((value, carried[1]))
+                detached.setdefault(id(graph), []).append((value, source))
     try:
         yield detached
     finally:
@@ -125,10 +157,8 @@ def sparse_detached(model: ir.Model) -> Iterator[Detached]:
 def finish_proto(proto: onnx.ModelProto, model: ir.Model, detached: Detached) -> None:
     """Completes a ModelProto serialized by onnx_ir from ``model`` (see the module docstring)."""
     for graph, graph_proto in _paired_graphs(model, proto):
-        for value, sparse in detached.get(id(graph), ()):
-            added = graph_proto.sparse_initializer.add()
-            added.CopyFrom(sparse)
-            added.values.name = value.name or sparse.values.name
+        for value, source in detached.get(id(graph), ()):
+            graph_proto.sparse_initializer.append(source.self_contained(value.name or source.proto.values.name))
         _drop_redundant_value_info(graph_proto)
     proto.training_info.extend(model.meta.get(TRAINING_INFO_META_KEY, ()))
     for _, tensor in iter_tensors(proto):

@@ -8,9 +8,9 @@ in subgraphs and in model-local functions) is checked against its own header:
   for 4-bit and 2-bit types), so a header claiming ``[10**12]`` over 4 bytes fails at once,
   without allocating anything;
 - external data names a relative location that resolves, symlinks followed, inside the model's
-  folder, is a regular file that is neither a symbolic link (the ONNX checker refuses those) nor
-  hard-linked (onnx_ir refuses those before mapping the file), and is long enough for ``offset + length`` bytes, where ``length`` (if given)
-  equals the size the header implies.
+  folder; the file is regular, neither a symbolic link (the ONNX checker refuses those) nor
+  hard-linked (onnx_ir refuses those before mapping the file), and holds ``offset + length``
+  bytes, where ``length`` (if given) equals the size the header implies.
 
 Only sizes are compared: no tensor data is read. Failures are ``ModelInputError`` with a single
 line naming the tensor and the file.

@@ -7,9 +7,11 @@ The conversion goes through a ModelProto in both directions (``gs.import_onnx`` 
 ``gs.export_onnx``), with two refinements:
 
 - Weights stored as external data are not read. In the gs Graph their constants hold lazy
-  values backed by the original ``onnx_ir`` tensor (memory-mapped on first access of
-  ``Constant.values``); ``from_gs`` puts that very tensor object back when the constant's values
-  were never replaced, so a gs pass that does not touch the weights does not read them.
+  values backed by the original ``onnx_ir`` tensor; ``from_gs`` puts that very tensor object
+  back when the constant's values were never loaded, so a gs pass that does not touch the
+  weights does not read them. Reading ``Constant.values`` maps the file and returns a read-only
+  array: assign a new array rather than editing it in place. A constant whose values were
+  read is written back from memory.
 - What graphsurgeon does not represent is taken from ``like`` (the model converted with
   ``to_gs``) when given: model fields (producer, domain, version, doc string, metadata, training
   info), opset imports that gs would drop because no node uses them, graph metadata, and the
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["from_gs", "gs_pass", "to_gs"]
 
-_ExternalKey = tuple[str, "int | None", "int | None"]
+_ExternalKey = tuple[str, int, "int | None"]
 
 
 def _graphsurgeon() -> Any:
@@ -68,7 +70,8 @@ def _ir_values_class() -> type:
 
 
 def _key(tensor: ir.ExternalTensor) -> _ExternalKey:
-    return str(tensor.location), tensor.offset, tensor.length
+    """Identifies an external tensor by where its bytes are (names can change in a gs pass)."""
+    return str(tensor.location), tensor.offset or 0, tensor.length
 
 
 def _external_key(proto) -> _ExternalKey | None:
@@ -126,7 +129,7 @@ def _refuse_overloads(model: ir.Model) -> None:
             raise UnsupportedError(
                 f"onnx-graphsurgeon cannot express function overloads (function "
                 f"'{function.domain}::{function.name}' overload '{function.overload}')",
-                "run this pass on a model without overloaded functions")
+                "inline or remove the overloaded functions first")
 
 
 def from_gs(graph: onnx_graphsurgeon.Graph, *, like: ir.Model | None = None) -> ir.Model:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto
+from onnx import TensorProto, numpy_helper
 from onnx import helper as oh
-from onnx import numpy_helper
 
 
 def _meta(proto, **entries: str) -> None:
@@ -127,7 +127,7 @@ def write_external_model(folder: Path, n_weights: int, weight_elems: int, *, nam
         name: File name of the model.
         chunk_elems: Elements generated at a time.
     """
-    side = int(round(weight_elems**0.5))
+    side = math.isqrt(weight_elems)
     assert side * side == weight_elems, "weight_elems must be a perfect square"
     data_name = f"{name}.data"
     initializers, nodes, offset = [], [], 0

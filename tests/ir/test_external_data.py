@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -14,9 +13,8 @@ import onnx
 import onnx_ir as ir
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto
+from onnx import TensorProto, numpy_helper
 from onnx import helper as oh
-from onnx import numpy_helper
 
 import onnxsmith.ir._io as io_module
 from onnxsmith.errors import OutputError
@@ -56,6 +54,12 @@ def test_small_tensors_stay_inline(external_model, tmp_path):
     where = {t.name: t.data_location for t in proto.graph.initializer}
     assert where == {"W0": TensorProto.EXTERNAL, "W1": TensorProto.EXTERNAL, "W2": TensorProto.EXTERNAL,
                      "B0": TensorProto.DEFAULT, "B1": TensorProto.DEFAULT, "B2": TensorProto.DEFAULT}
+
+
+def test_no_data_file_when_every_tensor_is_small(tiny_proto, tmp_path):
+    onnx.save_model(tiny_proto, tmp_path / "in.onnx")
+    save(load(tmp_path / "in.onnx"), tmp_path / "out.onnx", external_data=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.onnx", "out.onnx"]
 
 
 def test_forbidding_external_data_inlines_without_touching_the_model(external_model, tmp_path):

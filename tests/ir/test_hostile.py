@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto
+from onnx import TensorProto, numpy_helper
 from onnx import helper as oh
-from onnx import numpy_helper
 
 import onnxsmith.ir._io as io_module
 from onnxsmith.errors import ModelInputError, OutputError

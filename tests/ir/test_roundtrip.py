@@ -18,9 +18,8 @@ import onnx_ir as ir
 import onnxruntime as ort
 import pytest
 from google.protobuf import text_format
-from onnx import TensorProto
+from onnx import TensorProto, numpy_helper
 from onnx import helper as oh
-from onnx import numpy_helper
 
 from onnxsmith.ir import load, save
 
@@ -135,6 +134,21 @@ def test_sparse_initializer_follows_a_rename(tmp_path):
     assert [s.values.name for s in out.graph.sparse_initializer] == ["renamed"]
     assert list(out.graph.node[0].input) == ["x", "renamed"]
     onnx.checker.check_model(out)
+
+
+def test_sparse_initializer_with_external_values_is_written_self_contained(tmp_path):
+    proto = _sparse_model()
+    values = proto.graph.sparse_initializer[0].values
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "values.bin").write_bytes(values.raw_data)
+    values.ClearField("raw_data")
+    values.data_location = TensorProto.EXTERNAL
+    values.external_data.add(key="location", value="values.bin")
+    onnx.save_model(proto, tmp_path / "src" / "s.onnx")
+    model = load(tmp_path / "src" / "s.onnx")
+    assert model.graph.initializers["s"].const_value.numpy()[2, 2] == 4.0
+    save(model, tmp_path / "out.onnx")
+    assert_same_proto(_sparse_model(), onnx.load_model(tmp_path / "out.onnx", load_external_data=False))
 
 
 _BACKEND_DATA = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
