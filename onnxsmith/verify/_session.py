@@ -1,4 +1,8 @@
-"""Running models with onnxruntime for verification (not for speed)."""
+"""Running models with onnxruntime for verification (not for speed).
+
+Sessions run on the CPU provider with graph optimizations off, so that onnxruntime computes the
+graph as written instead of rewriting it first.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,12 @@ import onnx_ir as ir
 from onnxsmith.errors import UnsupportedError
 from onnxsmith.ir.queries import has_external_data, tensor_bytes
 
-__all__ = ["make_session", "run_model"]
+__all__ = ["first_line", "make_session", "run_model", "session_from_file"]
 
 _INLINE_LIMIT = 1_500_000_000
 
 
-def make_session(model: ir.Model, *, optimize: bool = False, threads: int = 1):
-    """An onnxruntime CPU session for ``model`` (graph optimizations off unless asked)."""
+def _options(optimize: bool, threads: int):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -27,6 +30,20 @@ def make_session(model: ir.Model, *, optimize: bool = False, threads: int = 1):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    return options
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (onnxruntime's can be long), at most 300 characters."""
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
+
+
+def make_session(model: ir.Model, *, optimize: bool = False, threads: int = 1):
+    """An onnxruntime CPU session for ``model`` (graph optimizations off unless asked)."""
+    import onnxruntime as ort
+
+    options = _options(optimize, threads)
     try:
         if has_external_data(model) or tensor_bytes(model) > _INLINE_LIMIT:
             from onnxsmith.ir._io import save
@@ -38,17 +55,31 @@ def make_session(model: ir.Model, *, optimize: bool = False, threads: int = 1):
         data = ir.to_proto(model).SerializeToString()
         return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UnsupportedError(f"onnxruntime cannot load the model: {first[:300]}") from e
+        raise UnsupportedError(f"onnxruntime cannot load the model: {first_line(e)}") from e
 
 
-def run_model(model: ir.Model, inputs: Mapping[str, np.ndarray], *, session=None) -> list[np.ndarray]:
-    """Runs the model on ``inputs``; returns the outputs in graph order."""
-    session = session or make_session(model)
+def session_from_file(path: str | os.PathLike, *, optimize: bool = False, threads: int = 1):
+    """An onnxruntime CPU session reading the model file itself (external data stays on disk)."""
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(os.fspath(path), _options(optimize, threads), providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise UnsupportedError(f"onnxruntime cannot load {path}: {first_line(e)}") from e
+
+
+def run_model(model: ir.Model | None, inputs: Mapping[str, np.ndarray], *, session=None) -> list[np.ndarray]:
+    """Runs the model on ``inputs`` (extra entries are ignored); returns the outputs in graph order.
+
+    ``model`` may be None when a ``session`` is given.
+    """
+    if session is None:
+        if model is None:
+            raise ValueError("run_model needs a model or a session")
+        session = make_session(model)
     names = {i.name for i in session.get_inputs()}
     feed = {k: v for k, v in inputs.items() if k in names}
     try:
         return session.run(None, feed)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UnsupportedError(f"onnxruntime failed to run the model: {first[:300]}") from e
+        raise UnsupportedError(f"onnxruntime failed to run the model: {first_line(e)}") from e
