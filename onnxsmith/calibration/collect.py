@@ -1,0 +1,253 @@
+"""Streaming collection: run the model over the data once and feed each value's observer online.
+
+The values to observe are exposed as extra graph outputs of the model for the life of one
+onnxruntime session (added before the session is built and removed right after, in a
+``finally``: the caller's model is left as it was). The session runs without graph
+optimizations, so every value keeps its name, with a configurable number of threads.
+
+Each run's outputs go to the observers and are dropped before the next run, so memory is one
+run's exposed activations plus O(values x histogram bins), never O(samples x activations).
+Graph inputs are observed from the feeds directly.
+
+Chunked mode bounds the first term: the values are split into chunks of at most
+``max_outputs_per_run`` values and/or ``memory_budget_mb`` of estimated activations per run, and
+the data is read once per chunk with one session per chunk. The estimate uses the declared
+shapes with named dimensions sized from the first run's inputs; dimensions still unknown count
+as 1, so it can be low for models without shape information.
+
+Samples are checked against the model before the first run (from file headers, without loading
+data) when the source can be read more than once; a one-shot iterator's samples are each checked
+just before they run. A ``KeyboardInterrupt`` propagates as is: nothing is written anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxsmith.calibration.observers import Observer
+from onnxsmith.calibration.readers import DataSource
+from onnxsmith.calibration.validate import SampleValidator
+from onnxsmith.errors import DataInputError, OnnxsmithError, UnsupportedError
+from onnxsmith.verify._session import make_session
+
+__all__ = ["CollectionStats", "Progress", "ProgressCallback", "collect", "estimate_bytes", "plan_chunks"]
+
+logger = logging.getLogger(__name__)
+
+_FLOAT_ORT_TYPES = frozenset({"tensor(float)", "tensor(float16)", "tensor(double)", "tensor(bfloat16)"})
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where collection stands, passed to the progress callback after every run.
+
+    Attributes:
+        chunk: Index of the current chunk (pass over the data), from 0.
+        num_chunks: Number of chunks.
+        runs_done: Runs finished in this chunk.
+        runs_total: Runs per chunk, when known (re-iterable sources).
+    """
+
+    chunk: int
+    num_chunks: int
+    runs_done: int
+    runs_total: int | None
+
+    @property
+    def fraction(self) -> float | None:
+        """Overall fraction done in ``[0, 1]``, when the total is known."""
+        if not self.runs_total:
+            return None
+        return (self.chunk + self.runs_done / self.runs_total) / self.num_chunks
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class CollectionStats:
+    """What a collection did.
+
+    Attributes:
+        runs: Model runs per pass over the data.
+        samples: Rows fed per pass (sum of each run's leading input dimension).
+        chunks: Value names observed in each pass.
+        skipped: Values dropped because onnxruntime reports a non-float type.
+        seconds: Wall time.
+    """
+
+    runs: int = 0
+    samples: int = 0
+    chunks: list[list[str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def estimate_bytes(value: ir.Value, dims: Mapping[str, int]) -> int:
+    """Estimated bytes of one run's ``value``: declared shape, named dims from ``dims``, unknown as 1."""
+    itemsize = value.dtype.itemsize if value.dtype is not None else 4
+    if value.shape is None:
+        return int(itemsize)
+    size = 1
+    for d in value.shape.dims:
+        size *= d if isinstance(d, int) else dims.get(getattr(d, "value", None) or "", 1)
+    return int(math.ceil(size * itemsize))
+
+
+def plan_chunks(values: Sequence[ir.Value], dims: Mapping[str, int], *, max_outputs_per_run: int | None = None,
+                memory_budget_mb: float | None = None) -> list[list[ir.Value]]:
+    """Splits ``values`` (in order) into chunks within the output-count and memory limits.
+
+    A single value larger than the budget gets a chunk of its own (and a warning).
+    """
+    if max_outputs_per_run is not None and max_outputs_per_run < 1:
+        raise DataInputError(f"max_outputs_per_run must be at least 1, got {max_outputs_per_run}")
+    if memory_budget_mb is not None and memory_budget_mb <= 0:
+        raise DataInputError(f"memory_budget_mb must be positive, got {memory_budget_mb}")
+    budget = None if memory_budget_mb is None else memory_budget_mb * 2**20
+    chunks: list[list[ir.Value]] = []
+    current: list[ir.Value] = []
+    used = 0
+    for value in values:
+        size = estimate_bytes(value, dims)
+        if budget is not None and size > budget:
+            logger.warning("value '%s' alone needs about %.1f MiB per run, over the %.1f MiB budget",
+                           value.name, size / 2**20, memory_budget_mb)
+        full = (max_outputs_per_run is not None and len(current) >= max_outputs_per_run) or (
+            budget is not None and current and used + size > budget)
+        if full:
+            chunks.append(current)
+            current, used = [], 0
+        current.append(value)
+        used += size
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+@contextlib.contextmanager
+def _exposed(model: ir.Model, values: Sequence[ir.Value]) -> Iterator[None]:
+    """Temporarily makes ``values`` graph outputs of ``model``."""
+    outputs = model.graph.outputs
+    added = [v for v in values if not v.is_graph_output()]
+    outputs.extend(added)
+    try:
+        yield
+    finally:
+        for _ in added:
+            outputs.pop()
+
+
+def _rows(feed: Mapping[str, np.ndarray]) -> int:
+    first = next(iter(feed.values()), None)
+    return int(first.shape[0]) if first is not None and first.ndim else 1
+
+
+def _first_error_line(error: Exception) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:300]
+
+
+def _validate_all(source: DataSource, validator: SampleValidator) -> tuple[int, dict[str, int]]:
+    """Checks every sample from its specs; returns the number of runs and the first run's dims."""
+    runs, dims = 0, None
+    for label, specs in source.specs():
+        plan = validator.check(label, specs)
+        runs += plan.runs
+        dims = plan.dims if dims is None else dims
+    if runs == 0:
+        raise DataInputError(f"{source.description} holds no calibration samples", "give at least one sample")
+    return runs, dict(dims or {})
+
+
+def collect(model: ir.Model, source: DataSource, observers: Mapping[str, Observer], *,
+            validator: SampleValidator, max_outputs_per_run: int | None = None,
+            memory_budget_mb: float | None = None, threads: int = 1,
+            progress: ProgressCallback | None = None) -> CollectionStats:
+    """Runs ``model`` over ``source`` and feeds ``observers`` (keyed by value name) in place.
+
+    Raises:
+        DataInputError: A sample does not fit the model, there is no sample, or chunked mode
+            needs several passes over a source that can be read once.
+        UnsupportedError: onnxruntime cannot load or run the model.
+    """
+    started = time.perf_counter()
+    graph = model.graph
+    input_names = {v.name for v in graph.inputs}
+    values = {v.name: v for v in (*graph.inputs, *(o for n in graph for o in n.outputs))}
+    unknown = [name for name in observers if name not in values]
+    if unknown:
+        raise OnnxsmithError(f"no value named '{unknown[0]}' in the main graph", "check the value names")
+    exposed = [values[name] for name in observers if name not in input_names]
+    runs_total, dims = _validate_all(source, validator) if source.reiterable else (None, {})
+    chunks = plan_chunks(exposed, dims, max_outputs_per_run=max_outputs_per_run,
+                         memory_budget_mb=memory_budget_mb) or [[]]
+    if len(chunks) > 1 and not source.reiterable:
+        raise DataInputError(f"chunked calibration reads the data {len(chunks)} times, but {source.description} "
+                             "can be read only once",
+                             "pass a list, a directory, or a function returning a fresh iterator")
+    stats = CollectionStats(chunks=[[v.name for v in c] for c in chunks])
+    if len(chunks) > 1:
+        logger.info("calibrating %d values in %d passes over the data", len(exposed), len(chunks))
+    for index, chunk in enumerate(chunks):
+        names, session = _open_session(model, chunk, threads, stats)
+        targets = {name: observers[name] for name in names}
+        if index == 0:  # graph inputs are observed from the feeds, once
+            targets.update({name: observers[name] for name in observers if name in input_names})
+
+        def report(runs: int, chunk_index: int = index) -> None:
+            if progress is not None:
+                progress(Progress(chunk_index, len(chunks), runs, runs_total))
+
+        stats.runs, stats.samples = _one_pass(source, validator, session, names, targets, report)
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def _one_pass(source: DataSource, validator: SampleValidator, session: Any, names: Sequence[str],
+              targets: Mapping[str, Observer], report: Callable[[int], None]) -> tuple[int, int]:
+    """Reads the data once, feeding ``targets``; returns the number of runs and rows."""
+    runs = rows = 0
+    for sample in source:
+        for feed in validator.feeds(sample):
+            observed = dict(feed)
+            if names:
+                try:
+                    observed.update(zip(names, session.run(names, feed)))
+                except Exception as e:  # onnxruntime raises its own exception types
+                    raise UnsupportedError(f"onnxruntime failed on {sample.label}: {_first_error_line(e)}") from e
+            for name, observer in targets.items():
+                observer.update(observed[name])
+            del observed  # this run's activations go before the next run
+            runs += 1
+            rows += _rows(feed)
+            report(runs)
+    if runs == 0:
+        raise DataInputError(f"{source.description} holds no calibration samples", "give at least one sample")
+    return runs, rows
+
+
+def _open_session(model: ir.Model, chunk: Sequence[ir.Value], threads: int, stats: CollectionStats):
+    """A session exposing ``chunk``; returns the float value names to fetch and the session."""
+    if not chunk:
+        return [], None
+    with _exposed(model, chunk):
+        session = make_session(model, threads=threads)
+    types = {o.name: o.type for o in session.get_outputs()}
+    names = []
+    for value in chunk:
+        if types.get(value.name) in _FLOAT_ORT_TYPES:
+            names.append(value.name)
+        else:
+            logger.debug("skipping '%s': onnxruntime type %s is not float", value.name, types.get(value.name))
+            stats.skipped.append(value.name)
+    return names, session
