@@ -31,7 +31,8 @@ intermediate value is used outside it, unless the rule sets ``allow_shared_inter
 The rewrite function gets a ``RewriterContext`` (``op.Gemm(...)``, ``op.initializer(array)``) and
 the ``Match`` (``m["x"]``, ``m.node("mm")``, ``m.const("w")``, ``m.attr("mm", "transB")``).
 ``apply_rules(model, rules)`` runs rules to a fixed point (``driver``); ``explain(rule, model,
-node_name)`` says why a rule does not apply at a node (``trace``).
+node_name)`` says why a rule does not apply at a node (``trace``); ``testing.assert_rewrites`` and
+``testing.assert_no_rewrite`` make a rule's golden and negative tests one call each.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import onnx_ir as ir
 
 from onnxsmith.errors import OnnxsmithError
@@ -77,14 +78,17 @@ def attempt(rule: Rule, node: ir.Node, scope: Scope, namer: Namer) -> Accepted |
     search = MatchSearch(rule.pattern, node, rule_name=rule.name, allow_shared=rule.allow_shared_intermediates,
                          opsets=scope.opsets)
     with contextlib.closing(iter(search)) as matches:
-        for match in matches:
+        while (match := _call(rule, "its pattern", node, next, matches, None)) is not None:
             if rule.check is not None:
                 verdict = _call(rule, "check", node, rule.check, match)
                 if isinstance(verdict, Decline):
                     search.record(Failure(CHECK_PROGRESS, Reason.CHECK, "check declined: {}", (verdict.reason,)))
                     continue
-                if verdict is not True:
-                    search.record(Failure(CHECK_PROGRESS, Reason.CHECK, "check returned {}", (verdict,)))
+                if not isinstance(verdict, (bool, np.bool_)):
+                    raise RuleError(f"rule '{rule.name}': check returned {type(verdict).__name__} at "
+                                    f"{node_label(node)}", "return True, False or Decline(reason)")
+                if not verdict:
+                    search.record(Failure(CHECK_PROGRESS, Reason.CHECK, "check returned False"))
                     continue
             ctx = RewriterContext(match, scope, namer, rule.name)
             try:

@@ -113,8 +113,8 @@ class Op:
         _domain: Operator domain (``""`` is ONNX; ``"ai.onnx"`` is the same domain).
         _name: Captures the node under this name (``Match.node``).
         _commutative: Match inputs in any order; default: True for :data:`COMMUTATIVE_OPS`.
-        **attributes: Expected attribute values, or predicates on the value (absent attributes
-            are given their schema default, or :data:`~attributes.MISSING` if there is none).
+        **attributes: Expected attribute values, or predicates on the value. An absent attribute
+            has its schema default; with no default it equals nothing and predicates get None.
     """
 
     __slots__ = ("attributes", "commutative", "domain", "inputs", "name", "op_types")

@@ -214,3 +214,17 @@ def test_check_errors_are_rule_errors():
     crashing = rule("crash", Op("Neg", Var("x")), check=lambda m: m["missing"])(lambda op, m: m["x"])
     with pytest.raises(RuleError, match=r"rule 'crash' raised KeyError in check at Neg 'n'.*no value 'missing'"):
         apply_rules(parse_text(NEG), [crashing])
+    wordy = rule("wordy", Op("Neg", Var("x")), check=lambda m: "looks fine")(lambda op, m: m["x"])
+    with pytest.raises(RuleError, match=r"rule 'wordy': check returned str at Neg 'n' \(return True, False or Decl"):
+        apply_rules(parse_text(NEG), [wordy])
+
+
+def test_pattern_predicate_errors_are_rule_errors():
+    def rank_is_two(value):
+        return value.shape.rank() == 2
+
+    shapeless = parse_text(NEG.replace("float[3] x", "float x"))
+    shapeless.graph.inputs[0].shape = None
+    fragile = rule("fragile", Op("Neg", Var("x", where=rank_is_two)))(lambda op, m: m["x"])
+    with pytest.raises(RuleError, match="rule 'fragile' raised AttributeError in its pattern at Neg 'n'"):
+        apply_rules(shapeless, [fragile])

@@ -120,3 +120,22 @@ def test_max_rewrites_option_caps_the_driver():
 
     with pytest.raises(RewriteLimitError, match="within 10 rewrites; still firing: 'neg-to-mul'"):
         Looping(max_rewrites=10)(parse_text(MODEL))
+
+
+def test_the_package_docstring_example_works():
+    import textwrap
+
+    import onnxsmith.passes.rewrite as package
+
+    doc = package.__doc__
+    block = doc[doc.index("::\n") + 3:doc.index("\nThe pattern language")]
+    namespace: dict = {}
+    exec(textwrap.dedent(block), namespace)  # the documented example, verbatim
+    model = parse_text(HEADER + """
+g (float[2, 4] x) => (float[2, 3] y) <float[4, 3] w = {1,2,3,4,5,6,7,8,9,10,11,12}, float[3] b = {1,2,3}> {
+  [mm] t = MatMul(x, w)
+  [add] y = Add(b, t)
+}""")
+    result = namespace["FuseGemm"]()(model)
+    assert result.stats["applied"] == {"matmul-add-to-gemm": 1}
+    assert [n.op_type for n in model.graph] == ["Gemm"]
