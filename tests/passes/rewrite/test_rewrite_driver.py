@@ -139,6 +139,26 @@ g (float[3] x, bool c) => (float[3] y) {
     assert stats.applied == {"neg-neg": 1, "add-self": 1}
 
 
+def test_loop_bodies_are_rewritten():
+    before = HEADER + """
+g (float[3] x, int64 n) => (float[3] y) {
+  [loop] y = Loop(n, , x) <body = b (int64 i, bool c, float[3] s) => (bool co, float[3] so) {
+      [id] co = Identity(c)
+      [b1] t = Neg(s)
+      [b2] u = Neg(t)
+      [b3] so = Relu(u)
+    }>
+}"""
+    after = HEADER + """
+g (float[3] x, int64 n) => (float[3] y) {
+  [loop] y = Loop(n, , x) <body = b (int64 i, bool c, float[3] s) => (bool co, float[3] so) {
+      [id] co = Identity(c)
+      [b3] so = Relu(s)
+    }>
+}"""
+    assert assert_rewrites([neg_neg], before, after).applied == {"neg-neg": 1}
+
+
 def test_patterns_do_not_reach_into_enclosing_graphs():
     model = parse_text(IF_MODEL.replace("[e1] e0 = Add(a, a)", "[e1] e0 = Relu(a)").replace(
         "[e2] eb = Neg(e0)", "[e2] eb = Neg(a)"))

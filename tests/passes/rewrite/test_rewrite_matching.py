@@ -297,3 +297,18 @@ g (int64[3] x) => (int64[3] y) {
     mat = rule("m", Op("Neg", Var("x", where=is_matrix)))(lambda op, m: op.Identity(m["x"]))
     assert explain(vec, model, "r") == []
     assert explain(mat, model, "r") == ["'x' fails is_matrix"]
+
+
+@pytest.mark.parametrize("op_type", ["Add", "Mul", "Max", "Min", "Sum", "Mean", "And", "Or", "Xor", "Equal",
+                                     "BitwiseAnd", "BitwiseOr", "BitwiseXor", "Sub", "Div"])
+def test_commutative_ops_match_swapped_operands(op_type):
+    model = parse_text(HEADER + f"""
+g (float[3] x) => (float[3] y) <float[3] k = {{1, 2, 3}}> {{
+  [n] y = {op_type}(k, x)
+}}""", check=False)
+    probe = rule("probe", Op(op_type, Var("x"), Const("k", shape=ShapePolicy.ANY)))(lambda op, m: op.Identity(m["x"]))
+    reasons = explain(probe, model, "n")
+    if op_type in ("Sub", "Div"):
+        assert reasons == [f"input 1 of {op_type} 'n' ('x') is a graph input, not a constant"]
+    else:
+        assert reasons == []
