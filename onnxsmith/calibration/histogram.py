@@ -103,18 +103,25 @@ class Histogram:
         """Bin edges, ``len(counts) + 1`` of them (float64)."""
         return np.ldexp(np.arange(self.start, self.start + len(self.counts) + 1, dtype=np.float64), self.exponent)
 
-    def update(self, values: np.ndarray) -> None:
-        """Counts the finite values of ``values`` (any shape, any float dtype)."""
+    def update(self, values: np.ndarray) -> int:
+        """Counts the finite values of ``values`` (any shape, any float dtype).
+
+        Returns:
+            The number of non-finite values skipped.
+        """
         flat = np.asarray(values).reshape(-1)
+        skipped = 0
         for offset in range(0, flat.size, _BLOCK):
-            block = flat[offset:offset + _BLOCK].astype(np.float64)
-            low, high = block.min(), block.max()
+            part = flat[offset:offset + _BLOCK]
+            low, high = part.min(), part.max()
             if not (np.isfinite(low) and np.isfinite(high)):  # NaN or inf somewhere
-                block = block[np.isfinite(block)]
-                if not block.size:
+                finite = part[np.isfinite(part)]
+                skipped += part.size - finite.size
+                if not finite.size:
                     continue
-                low, high = block.min(), block.max()
-            self._add_block(block, float(low), float(high))
+                part, low, high = finite, finite.min(), finite.max()
+            self._add_block(part, float(low), float(high))
+        return skipped
 
     def merge(self, other: Histogram) -> None:
         """Adds the counts of ``other`` (same ``max_bins``); the result equals one histogram of both."""
@@ -171,8 +178,11 @@ class Histogram:
 
     def _add_block(self, block: np.ndarray, low: float, high: float) -> None:
         self._grow(min(self.min, low), max(self.max, high), self.exponent)
-        idx = _bin_index(block, self.exponent) - self.start
-        self.counts += np.bincount(idx, minlength=len(self.counts))
+        scaled = block.astype(np.float64)  # x / w, in place: exact, w is a power of two
+        np.multiply(scaled, math.ldexp(1.0, -self.exponent), out=scaled)
+        np.floor(scaled, out=scaled)
+        np.subtract(scaled, self.start, out=scaled)
+        self.counts += np.bincount(scaled.astype(np.int64), minlength=len(self.counts))
 
     def _grow(self, lo: float, hi: float, at_least: int) -> None:
         """Widens the stored bins to cover ``[lo, hi]``, coarsening as the bin budget requires."""

@@ -10,12 +10,14 @@ The cone hash of a value is built bottom-up over the main graph:
 * a constant (initializer, or any value computed from constants only): the fixed token ``const``,
   whatever its name, shape or content, so folding constants or deduplicating initializers does
   not change the digests downstream (weights are never read);
-* an ``Identity`` output: the digest of its input (removing no-op Identities changes nothing);
+* an ``Identity`` output, or the first output of an inference-mode ``Dropout``: the digest of its
+  input (removing these no-ops changes nothing);
 * any other node output: its output index and the node's domain, op type, attributes and input
   digests (sorted for commutative ops, whose operands canonicalisation may swap).
 
 So the hash survives node and value renames, topological re-sorting, constant folding,
-initializer deduplication and Identity removal. It changes when the computation upstream
+initializer deduplication, common-subexpression elimination (duplicates hash alike) and the
+removal of Identity and inference Dropout. It changes when the computation upstream
 changes (a fusion, a removed Transpose pair): :meth:`Ranges.resolve` then falls back to the
 name and reports it. Values inside subgraphs (If/Loop bodies) are not covered: onnxruntime cannot
 expose them as outputs.
@@ -108,20 +110,27 @@ def _digests(graph: ir.Graph) -> dict[int, str]:
         digests[id(value)] = _CONST
     for node in _topological(graph):
         inputs = [digests.get(id(v), _CONST) if v is not None else "none" for v in node.inputs]
-        if node.op_type == "Identity" and node.domain in ("", "ai.onnx") and inputs:
-            digests[id(node.outputs[0])] = inputs[0]
-            continue
         if all(d == _CONST for d in inputs) and node.op_type not in _RANDOM_OPS:
             for out in node.outputs:
                 digests[id(out)] = _CONST
             continue
-        if node.op_type in COMMUTATIVE_OPS:
-            inputs = sorted(inputs)
+        operands = sorted(inputs) if node.op_type in COMMUTATIVE_OPS else inputs
         attrs = ",".join(sorted(_attribute_text(a) for a in node.attributes.values()))
-        base = _digest(op_key(node), attrs, *inputs)
+        base = _digest(op_key(node), attrs, *operands)
         for out in node.outputs:
             digests[id(out)] = _digest(base, out.index())
+        if _passes_through(node):
+            digests[id(node.outputs[0])] = inputs[0]
     return digests
+
+
+def _passes_through(node: ir.Node) -> bool:
+    """Identity, or inference-mode Dropout (no ``training_mode`` input): output 0 is input 0."""
+    if node.domain not in ("", "ai.onnx") or not node.inputs or node.inputs[0] is None:
+        return False
+    if node.op_type == "Identity":
+        return True
+    return node.op_type == "Dropout" and (len(node.inputs) < 3 or node.inputs[2] is None)
 
 
 def _values(graph: ir.Graph) -> Iterable[ir.Value]:

@@ -145,5 +145,6 @@ class HistogramObserver(Observer):
 
     def update(self, values: np.ndarray) -> None:
         values = np.asarray(values)
-        self._note(values)
-        self.histogram.update(values)
+        self.count += int(values.size)
+        self.nonfinite += self.histogram.update(values)
+        self.observed_min, self.observed_max = self.histogram.min, self.histogram.max

@@ -61,6 +61,9 @@ class Resolution:
         renamed: Record name -> current name, matched by structure under a new name.
         by_name: Current names matched by name only: the record has no identity (hand-written),
             or the computation upstream changed (the range may be stale).
+        merged: Record name -> current name, for records of values that now are one value with
+            another record's (common-subexpression elimination, a removed Identity): the same
+            computation, already covered.
         unmatched: Record name -> why it matches no current value.
     """
 
@@ -68,6 +71,7 @@ class Resolution:
     exact: list[str] = field(default_factory=list)
     renamed: dict[str, str] = field(default_factory=dict)
     by_name: list[str] = field(default_factory=list)
+    merged: dict[str, str] = field(default_factory=dict)
     unmatched: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -78,9 +82,10 @@ class Resolution:
     def describe(self) -> str:
         """A short report: counts, then each record that did not match exactly."""
         lines = [f"{len(self.records)} ranges matched ({len(self.exact)} exact, {len(self.renamed)} renamed, "
-                 f"{len(self.by_name)} by name only), {len(self.unmatched)} unmatched"]
+                 f"{len(self.by_name)} by name only), {len(self.merged)} merged, {len(self.unmatched)} unmatched"]
         lines += [f"  renamed: {old} -> {new}" for old, new in self.renamed.items()]
         lines += [f"  by name only: {name}" for name in self.by_name]
+        lines += [f"  merged: {old} -> {new}" for old, new in self.merged.items()]
         lines += [f"  unmatched: {name}: {why}" for name, why in self.unmatched.items()]
         return "\n".join(lines)
 
@@ -217,6 +222,9 @@ class Ranges(MutableMapping[str, RangeRecord]):
         for name, record in self.records.items():
             target, kind, why = _match(name, record, current, by_cone)
             if target is not None and target in result.records:
+                if record.identity is not None and record.identity.cone == current[target].cone:
+                    result.merged[name] = target
+                    continue
                 target, kind, why = None, "", f"its value '{target}' is already matched by another record"
             if target is None:
                 result.unmatched[name] = why

@@ -149,7 +149,39 @@ def test_resolve_matches_renamed_values_by_structure():
     assert resolution.renamed == {"x": "input", "s": "scaled", "a": "summed", "y": "output"}
     assert resolution.complete
     assert resolution.records["summed"] is ranges["a"]
-    assert "4 ranges matched (0 exact, 4 renamed, 0 by name only), 0 unmatched" in resolution.describe()
+    assert "4 ranges matched (0 exact, 4 renamed, 0 by name only), 0 merged, 0 unmatched" in resolution.describe()
+
+
+_WITH_DUPLICATES = """
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[N, 4] x) => (float[N, 4] y) {
+    i = Identity (x)
+    s = Relu (i)
+    s2 = Relu (i)
+    a = Add (s, s2)
+    d = Dropout (a)
+    y = Sigmoid (d)
+}
+"""
+
+# After common-subexpression elimination and no-op removal.
+_DEDUPLICATED = """
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[N, 4] x) => (float[N, 4] y) {
+    s = Relu (x)
+    a = Add (s, s)
+    y = Sigmoid (a)
+}
+"""
+
+
+def test_values_merged_by_cleanup_are_reported_as_merged_not_lost():
+    ranges = calibrate(parse_text(_WITH_DUPLICATES), [{"x": np.ones((2, 4), np.float32)}], op_types=None)
+    resolution = ranges.resolve(parse_text(_DEDUPLICATED))
+    assert resolution.merged == {"i": "x", "s2": "s", "d": "a"}
+    assert sorted(resolution.exact) == ["a", "s", "x", "y"]
+    assert resolution.complete
+    assert "4 ranges matched (4 exact, 0 renamed, 0 by name only), 3 merged, 0 unmatched" in resolution.describe()
 
 
 def test_resolve_reports_by_name_and_unmatched_records():
