@@ -7,7 +7,7 @@ chosen calibrator (:mod:`~onnxsmith.calibration.calibrators`), streams the data 
 
 A calibration pass is then a few lines::
 
-    ranges = calibrate(model, ctx.data["calibration-data"], calibrator="entropy")
+    ranges = calibrate(model, self.options.calib_data, calibrator=self.options.calibrator)
     ranges.store(ctx)          # ctx.data["calibration-ranges"], property "calibration-ranges"
 """
 

@@ -20,6 +20,9 @@ does not spread the last group's remainder bins, and does not zero ``Q`` where `
 Differences in scope: windows are evaluated at most ``max_candidates`` times (evenly spaced
 window sizes, always including the full range), and one-signed data (e.g. ReLU outputs) gets a
 one-sided window so all levels model ``[0, T]``, as an unsigned quantizer would use them.
+``num_quantized_bins`` counts levels across the whole window: the default 256 models 8 bits
+(TensorRT's 128 levels per side of ``|x|``); onnxruntime's default of 128 models 7 bits and
+clips less.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import numpy as np
 
 from onnxsmith.calibration.histogram import Histogram
 
-__all__ = ["entropy_range", "smooth_distribution"]
+__all__ = ["entropy_range", "smooth_distribution", "window_divergence"]
 
 
 def smooth_distribution(p: np.ndarray, eps: float = 1e-4) -> np.ndarray | None:
