@@ -127,7 +127,7 @@ class ModelDraft:
         self.pool: list[Operand] = []
         self.dead: list[Operand] = []
         self.constant_only = False
-        self._rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+        self._rng = np.random.default_rng(draw(st.integers(0, 255)))
         self._names = 0
 
     # -- steps and rollback ------------------------------------------------------------------
@@ -143,8 +143,7 @@ class ModelDraft:
         """Forgets everything added since ``cp`` (detaching the nodes from their inputs)."""
         b = self.builder
         for node in b.nodes[cp.nodes:]:
-            for i in range(len(node.inputs)):
-                node.replace_input_with(i, None)
+            _detach(node)
         del b.nodes[cp.nodes:], b.inputs[cp.inputs:], b.initializers[cp.initializers:]
         del self.pool[cp.pool:], self.dead[cp.dead:]
 
@@ -335,6 +334,18 @@ class ModelDraft:
         for o in sorted(ordered, key=lambda o: self.builder.nodes.index(o.value.producer())):
             self.builder.output(o.value)
         return self.builder.build(infer_types=False)
+
+
+def _detach(node: ir.Node) -> None:
+    """Drops the node's (and its subgraphs' nodes') uses of their inputs."""
+    for i in range(len(node.inputs)):
+        node.replace_input_with(i, None)
+    for attr in node.attributes.values():
+        graphs = [attr.value] if attr.type == ir.AttributeType.GRAPH else (
+            attr.value if attr.type == ir.AttributeType.GRAPHS else [])
+        for graph in graphs:
+            for inner in graph:
+                _detach(inner)
 
 
 def span(*values: float) -> tuple[float, float]:

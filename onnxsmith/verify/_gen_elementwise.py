@@ -4,9 +4,9 @@ logic, Where, Clip, Cast, Identity, Dropout (inference) and Constant.
 Each generator reads operands from the draft's pool, appends one node (or a short fixed chain)
 and adds its outputs with their interval bounds. Ops with a restricted domain only take
 operands whose interval lies inside it: Log needs ``lo >= 0.5``, Sqrt ``lo >= 0``, Reciprocal
-and the divisor of Div ``|x| >= 0.5``, Exp ``hi <= log(LIMIT)``. Discontinuous float ops (Floor,
-Round, float-to-integer Cast) are left out so that exact re-association differences can never
-flip a result.
+and the divisor of Div ``|x| >= 0.5``, Exp ``hi <= log(LIMIT)``. Rounding ops (Floor, Round,
+float-to-integer Cast) are left out: a last-bit difference from an equivalent rewrite must not
+turn into a whole unit.
 """
 
 from __future__ import annotations

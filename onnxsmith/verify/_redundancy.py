@@ -69,9 +69,14 @@ def dead_branch(d: ModelDraft, generators: Mapping[str, Step]) -> None:
             d.retire(operand)
 
 
+def _has_subgraph(node: ir.Node) -> bool:
+    # A copy would share the subgraph object with the original; If nodes are not repeated.
+    return any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for a in node.attributes.values())
+
+
 def repeated_subexpression(d: ModelDraft, generators: Mapping[str, Step]) -> None:
     by_value = {id(o.value): o for o in d.pool}
-    candidates = [n for n in d.builder.nodes if all(id(v) in by_value for v in n.outputs)]
+    candidates = [n for n in d.builder.nodes if all(id(v) in by_value for v in n.outputs) and not _has_subgraph(n)]
     if not candidates:
         raise Decline
     node = d.choice(candidates)

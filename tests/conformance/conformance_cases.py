@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import onnx
 from onnx import numpy_helper
 
@@ -55,6 +56,8 @@ class BackendCase:
 def _value(item: Any) -> Any:
     if isinstance(item, onnx.TensorProto):
         return numpy_helper.to_array(item)
+    if isinstance(item, np.generic):
+        return np.asarray(item)
     if isinstance(item, list):
         return [_value(v) for v in item]
     return item

@@ -2,7 +2,7 @@
 
 The list of passes is read from the registry when pytest collects this file, so a new pass is
 checked without touching this test. ONNXSMITH_CONTRACT_EXAMPLES sets how many models each pass
-sees (default 20).
+sees (default 30).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from onnxsmith.passes import list_passes
 from onnxsmith.verify import check_pass
 
-EXAMPLES = int(os.environ.get("ONNXSMITH_CONTRACT_EXAMPLES", "20"))
+EXAMPLES = int(os.environ.get("ONNXSMITH_CONTRACT_EXAMPLES", "30"))
 
 
 @pytest.mark.parametrize("name", sorted(list_passes()))
