@@ -5,7 +5,7 @@ default) live in an external data file written by streaming, so the generator it
 more than one chunk. Then, each in a fresh subprocess, it measures peak RSS and wall time of
 
 - ``onnxsmith``: ``onnxsmith.load`` + ``PassManager("cleanup")`` (structural verification on;
-  a pass that changes nothing stands in while ``cleanup`` is not registered) + ``onnxsmith.save``;
+  ``--pipeline`` names another, ``none`` skips the passes) + ``onnxsmith.save``;
 - ``onnx``: ``onnx.load`` + ``onnx.save_model(save_as_external_data=True)``, the usual peer.
 
 Each child first runs the same steps on a tiny model so that imports and lazy initialisation are
@@ -15,7 +15,7 @@ memory-mapped files that were read, so reading the weights through a mapping cou
 
     python tools/bench_memory.py                     # the BENCHMARKS.md figure (4 GB)
     python tools/bench_memory.py --size-gb 1 --json  # smaller, machine-readable
-    python tools/bench_memory.py --dir /big/disk --tools onnxsmith
+    python tools/bench_memory.py --dir /big/disk --tools onnxsmith --pipeline none
 
 The model and outputs go to a temporary folder under ``--dir`` (default: the system temp folder)
 that is removed afterwards; about twice the model size must be free there.
@@ -81,16 +81,15 @@ def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 
-def _onnxsmith_runner():
+def _onnxsmith_runner(pipeline: str):
+    """load -> ``pipeline`` (structurally verified) -> save."""
     from onnxsmith.ir import load, save
     from onnxsmith.passes import PassManager, PassResult, register_pass
-    from onnxsmith.passes.registry import get_pipeline
 
-    pipeline = "cleanup"
-    if get_pipeline("cleanup") is None:
+    if pipeline == "none":
         @register_pass("bench-noop")
         def bench_noop(model, ctx):
-            """Changes nothing (stands in for cleanup while it is not registered)."""
+            """Changes nothing: measures load + verification + save alone."""
             return PassResult(False)
 
         pipeline = "bench-noop"
@@ -100,10 +99,11 @@ def _onnxsmith_runner():
         PassManager(pipeline, verify="structural").run(model)
         save(model, dst)
 
-    return run, pipeline
+    return run, f"load + {pipeline} + save"
 
 
-def _onnx_runner():
+def _onnx_runner(_pipeline: str):
+    """The peer has no passes: load everything, save with external data."""
     import onnx
 
     def run(src: str, dst: str) -> None:
@@ -114,9 +114,9 @@ def _onnx_runner():
     return run, "onnx.load + onnx.save_model"
 
 
-def child(tool: str, warm_src: str, src: str, out_dir: str) -> dict:
+def child(tool: str, pipeline: str, warm_src: str, src: str, out_dir: str) -> dict:
     """Runs ``tool`` on a warm-up model, then on ``src``; returns the measurements."""
-    run, what = {"onnxsmith": _onnxsmith_runner, "onnx": _onnx_runner}[tool]()
+    run, what = {"onnxsmith": _onnxsmith_runner, "onnx": _onnx_runner}[tool](pipeline)
     run(warm_src, str(Path(out_dir) / "warm.onnx"))
     baseline = _peak_rss()
     start = time.perf_counter()
@@ -160,10 +160,10 @@ def same_weights(src: Path, out: Path) -> bool:
     return True
 
 
-def measure(tool: str, warm: Path, src: Path, work: Path) -> dict:
+def measure(tool: str, pipeline: str, warm: Path, src: Path, work: Path) -> dict:
     out_dir = work / f"out-{tool}"
     out_dir.mkdir()
-    proc = subprocess.run([sys.executable, __file__, "--child", tool, str(warm), str(src), str(out_dir)],
+    proc = subprocess.run([sys.executable, __file__, "--child", tool, pipeline, str(warm), str(src), str(out_dir)],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"{tool} failed:\n{proc.stderr[-3000:]}")
@@ -194,7 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=None, help="where to create the temporary folder")
     parser.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated subset of {','.join(TOOLS)}")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--child", nargs=4, metavar=("TOOL", "WARM", "SRC", "OUT_DIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--pipeline", default="cleanup",
+                        help="onnxsmith pipeline to run between load and save ('none': load + save only)")
+    parser.add_argument("--child", nargs=5, metavar=("TOOL", "PIPELINE", "WARM", "SRC", "OUT_DIR"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(*args.child)))
@@ -214,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         (work / "model").mkdir()
         warm = write_model(work / "warm", 1, side=64)
         src = write_model(work / "model", n_weights)
-        results = [measure(tool, warm, src, work) for tool in tools]
+        results = [measure(tool, args.pipeline, warm, src, work) for tool in tools]
     if args.json:
         print(json.dumps({"size_bytes": size, "results": results}, indent=2))
     else:
