@@ -86,53 +86,57 @@ def _any_operand(d: ModelDraft, allowed: frozenset[ir.DataType]) -> Operand:
     return d.pick(_typed(d, allowed), lambda: d.fresh(d.choice(_usable(d, allowed)), d.shape(min_rank=0)))
 
 
-def positive(d: ModelDraft, dtype: ir.DataType, shape: tuple) -> Operand:
-    """An operand of ``dtype`` bounded below by 0.5 that broadcasts against ``shape``.
+def positive(d: ModelDraft, dtype: ir.DataType, like: tuple | None = None) -> Operand:
+    """An operand of ``dtype`` bounded below by 0.5 (broadcasting against ``like`` when given).
 
-    Either a weight in [0.5, 2] or ``Abs(p) + c`` of a pool operand ``p`` with ``c >= 0.5``.
+    A pool operand that already is, a weight in [0.5, 2], or ``Abs(p) + c`` of a pool operand
+    ``p`` with a constant ``c >= 0.5``.
     """
 
+    def fits(o: Operand) -> bool:
+        return o.dtype == dtype and (like is None or broadcast(o.shape, like) == tuple(like))
+
     def make() -> Operand:
-        base = [o for o in d.pool if o.dtype == dtype and broadcast(o.shape, shape) == tuple(shape)
-                and (o.constant or not d.constant_only)]
+        base = [o for o in d.pool if fits(o) and (o.constant or not d.constant_only)]
         if base and d.flag():
             p = d.choice(base)
             a = d.unary("Abs", p, *_abs_image(p.lo, p.hi))
             c = d.fresh(dtype, (), lo=0.5, hi=1.0)
             return d.node("Add", [a, c], outputs=[(dtype, a.shape, *span(a.lo + c.lo, a.hi + c.hi))])[0]
-        return d.fresh(dtype, broadcastable_to(d, shape), lo=0.5, hi=2.0)
+        shape = d.shape(min_rank=0) if like is None else broadcastable_to(d, like)
+        return d.fresh(dtype, shape, lo=0.5, hi=2.0)
 
-    return d.pick(lambda o: o.dtype == dtype and o.lo >= 0.5 and broadcast(o.shape, shape) == tuple(shape), make)
+    return d.pick(lambda o: fits(o) and o.lo >= 0.5, make)
 
 
-def boolean(d: ModelDraft, shape: tuple | None = None) -> Operand:
-    """A boolean operand (broadcasting against ``shape`` when given), made by a comparison if needed."""
+def boolean(d: ModelDraft, like: tuple | None = None) -> Operand:
+    """A boolean operand (broadcasting against ``like`` when given), made by a comparison if needed."""
 
-    def fits(o: Operand) -> bool:
-        return o.dtype == BOOL and (shape is None or broadcast(o.shape, shape) == tuple(shape))
+    def fits(o: Operand, dtypes: frozenset[ir.DataType]) -> bool:
+        return o.dtype in dtypes and (like is None or broadcast(o.shape, like) == tuple(like))
 
     def make() -> Operand:
-        floats = _typed(d, NUMERIC)
-        x = d.pick(lambda o: floats(o) and (shape is None or broadcast(o.shape, shape) == tuple(shape)))
-        zero = d.fresh(x.dtype, (), lo=0.0, hi=0.0) if x.dtype in FLOATS else d.weight(np.array(1, x.dtype.numpy()))
-        return d.node("Greater", [x, zero], outputs=[(BOOL, x.shape, 0, 1)])[0]
+        x = d.pick(lambda o: fits(o, NUMERIC & set(d.dtypes)))
+        if x.dtype in FLOATS:
+            threshold = d.fresh(x.dtype, (), lo=-0.5, hi=0.5)
+        else:
+            threshold = d.weight(np.array(1, x.dtype.numpy()))
+        return d.node("Greater", [x, threshold], outputs=[(BOOL, x.shape, 0, 1)])[0]
 
-    return d.pick(fits, make)
+    return d.pick(lambda o: fits(o, frozenset({BOOL})), make)
 
 
 def gen_unary(d: ModelDraft, op: str) -> None:
     allowed, domain, image = _UNARY[op]
-    accept = _typed(d, allowed)
-    if op in ("Log", "Reciprocal", "Sqrt") and not any(accept(o) and domain(o.lo, o.hi) for o in d.pool):
-        x = positive(d, d.choice(_usable(d, allowed)), ())
+    dtype = d.choice(_usable(d, allowed))
+    if not domain(-1.0, 1.0):  # Log, Sqrt, Reciprocal: needs an operand away from zero
+        x = positive(d, dtype)
     else:
-        x = d.pick(lambda o: accept(o) and domain(o.lo, o.hi),
-                   lambda: d.fresh(d.choice(_usable(d, allowed)), d.shape(min_rank=0)))
+        x = d.pick(lambda o: o.dtype == dtype and domain(o.lo, o.hi), lambda: d.fresh(dtype, d.shape(min_rank=0)))
     if not domain(x.lo, x.hi):
         raise Decline
-    lo, hi = image(x.lo, x.hi)
     attrs = {"alpha": 0.1} if op == "LeakyRelu" else {}
-    d.unary(op, x, *span(lo, hi), **attrs)
+    d.unary(op, x, *span(*image(x.lo, x.hi)), **attrs)
 
 
 def _interval_op(op: str, a: Interval, b: Interval) -> Interval:
