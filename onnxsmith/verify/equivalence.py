@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ class EquivalenceReport:
         rtol: Relative tolerance used.
         atol: Absolute tolerance used.
         samples: Number of input samples compared.
+        source: Where the samples came from (generated, given, or the .npz file's name).
     """
 
     outputs: tuple[OutputDiff, ...]
@@ -48,7 +49,7 @@ class EquivalenceReport:
     rtol: float
     atol: float
     samples: int
-    source: str = field(default="generated inputs")
+    source: str = "generated inputs"
 
     @property
     def ok(self) -> bool:
@@ -145,6 +146,11 @@ def check_equivalent(a: ModelLike, b: ModelLike, inputs: InputsLike | None = Non
     samples, source = _samples(model_a, inputs, seed=seed, num_samples=num_samples, dims=dims)
     names_a = [v.name for v in model_a.graph.outputs]
     names_b = [v.name for v in model_b.graph.outputs]
+    if len(names_a) != len(names_b):
+        counts = (len(names_a),), (len(names_b),)
+        mismatch = OutputDiff("<outputs>", False, float("inf"), float("inf"), *counts,
+                              problem=f"model B has {len(names_b)} outputs, model A has {len(names_a)}")
+        return EquivalenceReport((mismatch,), ("<outputs>",), rtol, atol, 0, source)
     tolerance = Tolerance(rtol, atol)
     merged: list[OutputDiff] | None = None
     for index, feed in enumerate(samples):
@@ -152,9 +158,7 @@ def check_equivalent(a: ModelLike, b: ModelLike, inputs: InputsLike | None = Non
         actual = _run(model_b, session_b, feed, "B", index)
         diffs = compare_outputs(expected, actual, names_a, tolerance)
         merged = diffs if merged is None else [_merge(m, d) for m, d in zip(merged, diffs)]
-    outputs = tuple(merged or ())
-    shown_b = tuple(names_b[i] if i < len(names_b) else "?" for i in range(len(outputs)))
-    return EquivalenceReport(outputs, shown_b, rtol, atol, len(samples), source)
+    return EquivalenceReport(tuple(merged or ()), tuple(names_b), rtol, atol, len(samples), source)
 
 
 def _open(model: ModelLike, label: str) -> tuple[ir.Model, object]:

@@ -143,4 +143,5 @@ g (float[N, 4] x, float[4] b) => (float[N, 4] y) {
 }
 """)
     report = check_equivalent(_model(), single)
-    assert not report.ok and "1 outputs instead of 2" in report.summary()
+    assert not report.ok and "model B has 1 outputs, model A has 2" in report.summary()
+    assert report.format().splitlines()[1].startswith("<outputs>  ")
