@@ -1,0 +1,65 @@
+"""Walking all graphs of a model (main graph, subgraphs, function bodies) and removing nodes.
+
+A model-local function's body is an ``ir.Graph`` too (``function.graph``, sharing the function's
+inputs, outputs, nodes and opset imports), so passes handle every body as a graph. Subgraphs (If/Loop/Scan bodies) may read values of enclosing graphs; onnx_ir records
+those reads as ordinary uses, which is why removing a node that owns subgraphs must first detach
+the subgraphs' nodes from their inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import onnx_ir as ir
+
+__all__ = ["all_graphs", "detach_subgraphs", "node_subgraphs", "remove_nodes", "with_subgraphs"]
+
+def node_subgraphs(node: ir.Node) -> list[ir.Graph]:
+    """The graphs held by the node's attributes (If branches, Loop/Scan bodies)."""
+    attributes = node.attributes
+    if not attributes:  # most nodes: skip building an iterator (hot on large graphs)
+        return []
+    graphs: list[ir.Graph] = []
+    for attr in attributes.values():
+        if attr.type == ir.AttributeType.GRAPH:
+            graphs.append(attr.as_graph())
+        elif attr.type == ir.AttributeType.GRAPHS:
+            graphs.extend(attr.as_graphs())
+    return graphs
+
+
+def with_subgraphs(graph: ir.Graph) -> Iterator[ir.Graph]:
+    """The graph and all subgraphs inside it, outer before inner."""
+    yield graph
+    for node in graph:
+        for sub in node_subgraphs(node):
+            yield from with_subgraphs(sub)
+
+
+def all_graphs(model: ir.Model, *, functions: bool = True) -> Iterator[ir.Graph]:
+    """The main graph, its subgraphs (outer before inner), then function bodies and their subgraphs."""
+    yield from with_subgraphs(model.graph)
+    if functions:
+        for function in model.functions.values():
+            yield from with_subgraphs(function.graph)
+
+
+def detach_subgraphs(node: ir.Node) -> None:
+    """Drops every input of every node inside the node's subgraphs (recursively).
+
+    After this, the subgraphs no longer count as users of outer-scope values, so the node can be
+    removed without leaving stale uses behind. Only call it on a node that is being discarded.
+    """
+    for sub in node_subgraphs(node):
+        for inner in sub:
+            detach_subgraphs(inner)
+            inner.resize_inputs(0)
+
+
+def remove_nodes(graph: ir.Graph, nodes: list[ir.Node]) -> None:
+    """Removes nodes whose outputs are unused (or used only by each other) from ``graph``."""
+    if not nodes:
+        return
+    for node in nodes:
+        detach_subgraphs(node)
+    graph.remove(nodes, safe=True)

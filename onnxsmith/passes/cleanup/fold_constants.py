@@ -1,0 +1,308 @@
+"""``fold-constants``: evaluate nodes whose inputs are all constants and store their results.
+
+Semantics: a node ``y = op(c1, ..., cn)`` whose inputs are all constants (initializers that are not
+graph inputs, or ``Constant`` outputs) is replaced by an initializer ``y`` holding ``op(c1..cn)``,
+computed by exact numpy kernels or by onnxruntime itself (see ``_evaluate``), so outputs are
+bit-identical to running the original model in onnxruntime. ``Shape``/``Size`` fold whenever the
+dimensions they read are static, whatever the data. ``Constant`` nodes become initializers.
+Constant inputs that the folded node was the last user of are removed with it.
+
+What is never folded: random ops and Dropout unless it is in inference mode; nodes with
+subgraphs (If/Loop/Scan); domains other than ONNX and ``ai.onnx.ml`` (custom ops and model-local
+functions); ops listed in ``skip-ops`` (``DequantizeLinear`` by default, so quantized QDQ models
+keep their int8 weights); dead nodes (``remove-unused`` drops those).
+
+Size rule (folding must never bloat a model): with ``out`` the bytes of the node's outputs and
+``freed`` the bytes of the constant inputs only this node reads, a node folds only if
+``out - freed <= max-size``. The sizes come from tensor headers and static output shapes, so a
+weight is read only when its node is actually folded; a node whose output size cannot be known
+before evaluating is left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from onnxsmith.passes.base import Pass, PassContext, PassResult
+from onnxsmith.passes.cleanup._constants import (
+    constant_node_tensor,
+    constant_tensor,
+    is_default_domain,
+    is_nondeterministic,
+    static_dims,
+    tensor_nbytes,
+)
+from onnxsmith.passes.cleanup._evaluate import EvaluationError, evaluate
+from onnxsmith.passes.cleanup._graphs import node_subgraphs
+from onnxsmith.passes.cleanup._output_size import quick_output_bytes
+from onnxsmith.passes.registry import register_pass
+
+__all__ = ["FoldConstants", "FoldConstantsOptions"]
+
+log = logging.getLogger(__name__)
+
+_FOLDABLE_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
+#: Constant inputs up to this size are given to ONNX shape inference as data when an output
+#: shape is not annotated (enough for shape tensors, axes, pads and scalars).
+_INFERENCE_DATA_BYTES = 1 << 16
+
+
+@dataclass
+class FoldConstantsOptions:
+    """Options of ``fold-constants``.
+
+    Attributes:
+        max_size: Most bytes of new constant data one folded node may add (outputs minus the
+            constant inputs it frees).
+        skip_ops: Op types never folded.
+    """
+
+    max_size: int = 1 << 20
+    skip_ops: list[str] = field(default_factory=lambda: ["DequantizeLinear"])
+
+    def __post_init__(self) -> None:
+        if self.max_size < 0:
+            raise ValueError("max-size must be >= 0")
+
+
+@register_pass
+class FoldConstants(Pass):
+    """Evaluate nodes whose inputs are all constants and replace them by initializers.
+
+    See the module docstring for what is folded and the size rule.
+    """
+
+    name = "fold-constants"
+    Options = FoldConstantsOptions
+    preserves = frozenset({"shapes", "topologically-sorted"})
+
+    def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
+        folder = _Folder(model, self.options, ctx, self.name)
+        folder.fold_graph(model.graph)
+        stats = {k: v for k, v in folder.stats.items() if v}
+        return PassResult(bool(folder.stats["folded_nodes"] or folder.stats["lifted_constants"]), stats)
+
+
+class _Folder:
+    """One run of the pass over a model."""
+
+    def __init__(self, model: ir.Model, options: FoldConstantsOptions, ctx: PassContext, pass_name: str) -> None:
+        self.opset_imports = dict(model.opset_imports)
+        self.ir_version = model.ir_version
+        self.options = options
+        self.skip_ops = frozenset(options.skip_ops)
+        self.ctx = ctx
+        self.pass_name = pass_name
+        self.stats = {"folded_nodes": 0, "lifted_constants": 0, "net_bytes": 0, "removed_initializers": 0,
+                      "kept_too_large": 0, "kept_unknown_size": 0, "kept_unevaluable": 0}
+
+    def fold_graph(self, graph: ir.Graph) -> None:
+        for node in list(graph):
+            for sub in node_subgraphs(node):
+                self.fold_graph(sub)
+            if node.op_type == "Constant" and is_default_domain(node):
+                self._lift_constant(graph, node)
+            elif self._may_fold(node):
+                self._try_fold(graph, node)
+
+    def _explain(self, node: ir.Node, why: str) -> None:
+        self.ctx.explain(self.pass_name, f"kept {node.op_type} node '{node.name}': {why}")
+
+    def _may_fold(self, node: ir.Node) -> bool:
+        if node.domain not in _FOLDABLE_DOMAINS or node.op_type in self.skip_ops or is_nondeterministic(node):
+            return False
+        if not any(out.uses() or out.is_graph_output() for out in node.outputs):
+            return False  # dead (or no outputs): remove-unused's business
+        return not any(attr.is_ref() or attr.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
+                       for attr in node.attributes.values())
+
+    def _lift_constant(self, graph: ir.Graph, node: ir.Node) -> None:
+        tensor = constant_node_tensor(node)
+        if tensor is None or not self._can_store(graph, node):
+            return
+        if not any(out.uses() or out.is_graph_output() for out in node.outputs):
+            return  # dead: remove-unused drops it
+        self._store(graph, node, [tensor])
+        self.stats["lifted_constants"] += 1
+
+    def _can_store(self, graph: ir.Graph, node: ir.Node) -> bool:
+        """Outputs can become initializers of ``graph`` (not outputs of another graph, names free)."""
+        return all(
+            (not out.is_graph_output() or out.graph is graph) and out.name and out.name not in graph.initializers
+            for out in node.outputs
+        )
+
+    def _try_fold(self, graph: ir.Graph, node: ir.Node) -> None:
+        if node.op_type in ("Shape", "Size") and is_default_domain(node):
+            array = _static_shape_result(node)
+            if array is not None:
+                if self._can_store(graph, node):
+                    self._replace(graph, node, [ir.Tensor(array)])
+                return
+        present = [v for v in node.inputs if v is not None]
+        tensors = [constant_tensor(v) for v in present]
+        if not present or any(t is None for t in tensors) or not self._can_store(graph, node):
+            return
+        out_bytes = self._output_bytes(node, tensors)  # type: ignore[arg-type]
+        if out_bytes is None:
+            self.stats["kept_unknown_size"] += 1
+            self._explain(node, "output size unknown before evaluation")
+            return
+        freed = self._freed_bytes(node)
+        if out_bytes - freed > self.options.max_size:
+            self.stats["kept_too_large"] += 1
+            self._explain(node, f"would add {out_bytes - freed} bytes (max-size {self.options.max_size})")
+            return
+        arrays = [None if v is None else constant_tensor(v).numpy() for v in node.inputs]  # type: ignore[union-attr]
+        try:
+            results = evaluate(node, arrays, self.opset_imports, self.ir_version)
+        except EvaluationError as e:
+            self.stats["kept_unevaluable"] += 1
+            self._explain(node, f"cannot evaluate ({e})")
+            return
+        if not self._results_fit(node, results, freed):
+            return
+        self._replace(graph, node, [_to_tensor(a) for a in results])
+
+    def _results_fit(self, node: ir.Node, results: list[np.ndarray], freed: int) -> bool:
+        if len(results) != len(node.outputs):
+            self.stats["kept_unevaluable"] += 1
+            self._explain(node, f"evaluation gave {len(results)} outputs instead of {len(node.outputs)}")
+            return False
+        for out, array in zip(node.outputs, results):
+            if out.dtype is not None and array.dtype != object and ir.DataType.from_numpy(array.dtype) != out.dtype:
+                self.stats["kept_unevaluable"] += 1
+                self._explain(node, f"evaluation gave {array.dtype} for '{out.name}' declared {out.dtype}")
+                return False
+        if sum(a.nbytes for a in results) - freed > self.options.max_size:
+            self.stats["kept_too_large"] += 1
+            self._explain(node, "result larger than announced by its static shape")
+            return False
+        return True
+
+    def _freed_bytes(self, node: ir.Node) -> int:
+        """Bytes of the constant inputs that only this node reads (removed after folding it)."""
+        freed = 0
+        for value in {id(v): v for v in node.inputs if v is not None}.values():
+            if value.is_initializer() and not value.is_graph_output() and all(u.node is node for u in value.uses()):
+                freed += tensor_nbytes(value.const_value)  # type: ignore[arg-type]
+        return freed
+
+    def _output_bytes(self, node: ir.Node, tensors: list[ir.TensorProtocol]) -> int | None:
+        """Bytes of the node's outputs from static shapes (annotated or inferred), or None."""
+        known = [_value_bytes(out.dtype, static_dims(out)) for out in node.outputs]
+        if all(b is not None for b in known):
+            return sum(known)  # type: ignore[arg-type]
+        if is_default_domain(node):
+            quick = quick_output_bytes(node, [constant_tensor(v) for v in node.inputs])
+            if quick is not None:
+                return quick
+        inferred = _infer_output_types(node, tensors, self.opset_imports, self.ir_version)
+        if inferred is None:
+            return None
+        sizes = [_value_bytes(dtype, dims) for dtype, dims in inferred]
+        return None if any(s is None for s in sizes) else sum(sizes)  # type: ignore[arg-type]
+
+    def _replace(self, graph: ir.Graph, node: ir.Node, tensors: list[ir.TensorProtocol]) -> None:
+        inputs = [v for v in node.inputs if v is not None]
+        self._store(graph, node, tensors)
+        if node.op_type != "Constant":
+            self.stats["folded_nodes"] += 1
+            self.stats["net_bytes"] += sum(tensor_nbytes(t) for t in tensors)
+        for value in {id(v): v for v in inputs}.values():
+            if value.is_initializer() and not value.uses() and not value.is_graph_output() and not value.is_graph_input():
+                owner = value.graph
+                assert owner is not None and value.name is not None
+                owner.initializers.pop(value.name)
+                self.stats["removed_initializers"] += 1
+                self.stats["net_bytes"] -= tensor_nbytes(value.const_value)  # type: ignore[arg-type]
+
+    def _store(self, graph: ir.Graph, node: ir.Node, tensors: list[ir.TensorProtocol]) -> None:
+        """Turns the node's outputs into initializers holding ``tensors`` and removes the node."""
+        for old, tensor in zip(node.outputs, tensors):
+            name = old.name
+            assert name is not None
+            old.name = None
+            tensor.name = name
+            new = ir.Value(name=name, type=ir.TensorType(tensor.dtype), shape=ir.Shape(tensor.shape.dims),
+                           const_value=tensor)
+            graph.register_initializer(new)
+            old.replace_all_uses_with(new, replace_graph_outputs=True)
+        graph.remove(node, safe=True)
+
+
+def _static_shape_result(node: ir.Node) -> np.ndarray | None:
+    """What Shape/Size returns when the dimensions it reads are static, else None."""
+    x = node.inputs[0]
+    if x is None or x.shape is None:
+        return None
+    dims = list(x.shape.dims)
+    if node.op_type == "Shape":
+        dims = dims[node.attributes.get_int("start", 0):node.attributes.get_int("end", len(dims))]
+    if not all(isinstance(d, int) for d in dims):
+        return None
+    if node.op_type == "Size":
+        return np.array(math.prod(dims), dtype=np.int64)
+    return np.array(dims, dtype=np.int64)
+
+
+def _to_tensor(array: np.ndarray) -> ir.TensorProtocol:
+    if array.dtype == object or array.dtype.kind in "SU":
+        return ir.StringTensor(np.array([s.encode() if isinstance(s, str) else s for s in array.reshape(-1)],
+                                        dtype=object).reshape(array.shape))
+    return ir.Tensor(np.ascontiguousarray(array))
+
+
+def _value_bytes(dtype: ir.DataType | None, dims: tuple[int, ...] | None) -> int | None:
+    if dtype is None or dims is None or dtype == ir.DataType.STRING:
+        return None
+    try:
+        return math.ceil(math.prod(dims) * dtype.itemsize)
+    except TypeError:
+        return None
+
+
+def _infer_output_types(node: ir.Node, tensors: list[ir.TensorProtocol], opset_imports: dict[str, int],
+                        ir_version: int) -> list[tuple[ir.DataType | None, tuple[int, ...] | None]] | None:
+    """Output dtypes and static dims of one node from ONNX shape inference with small inputs as data."""
+    proto = ir.serde.serialize_node(node)
+    names = [f"in{i}" if v is not None else "" for i, v in enumerate(node.inputs)]
+    del proto.input[:]
+    proto.input.extend(names)
+    del proto.output[:]
+    proto.output.extend(f"out{i}" for i in range(len(node.outputs)))
+    inputs, initializers = [], []
+    for name, tensor in zip((n for n in names if n), tensors):
+        elem = int(tensor.dtype)
+        inputs.append(onnx.helper.make_tensor_value_info(name, elem, list(tensor.shape.numpy())))
+        if tensor.nbytes <= _INFERENCE_DATA_BYTES:
+            t = ir.serde.serialize_tensor(tensor)
+            t.name = name
+            initializers.append(t)
+    graph = onnx.helper.make_graph([proto], "infer", inputs, [], initializers)
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid(d, v) for d, v in opset_imports.items()],
+                                   ir_version=ir_version)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception as e:  # onnx raises several exception types for bad nodes
+        log.debug("shape inference failed for %s: %s", node.op_type, e)
+        return None
+    types = {vi.name: vi.type for vi in inferred.graph.value_info}
+    result = []
+    for i in range(len(node.outputs)):
+        type_proto = types.get(f"out{i}")
+        if type_proto is None or not type_proto.HasField("tensor_type"):
+            return None
+        tensor_type = type_proto.tensor_type
+        dtype = ir.DataType(tensor_type.elem_type) if tensor_type.elem_type else None
+        dims = None
+        if tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in tensor_type.shape.dim):
+            dims = tuple(d.dim_value for d in tensor_type.shape.dim)
+        result.append((dtype, dims))
+    return result
