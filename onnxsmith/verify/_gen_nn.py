@@ -59,11 +59,10 @@ def gen_matmul(d: ModelDraft, op: str) -> None:
 def gen_gemm(d: ModelDraft, op: str) -> None:
     types = _accepts(d, FLOAT_TYPES)
     trans_a = d.flag()
-    a = d.pick(lambda o: o.dtype in types and o.rank == 2 and (o.static or not trans_a),
+    k_axis = 0 if trans_a else 1  # A is (M, K), or (K, M) with transA
+    a = d.pick(lambda o: o.dtype in types and o.rank == 2 and isinstance(o.shape[k_axis], int),
                lambda: d.fresh(d.choice(sorted(types)), d.dims(2)))
-    if trans_a and not a.static:
-        raise Decline
-    m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    k, m = a.shape[k_axis], a.shape[1 - k_axis]
     assert isinstance(k, int)
     n = d.integer(1, 4)
     trans_b = d.flag()
