@@ -14,7 +14,7 @@ from onnxsmith.verify._draft import LIMIT
 from onnxsmith.verify._session import run_model
 from onnxsmith.verify.strategies import ALL_OPS, REDUNDANCY, models
 
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SEARCH = settings(max_examples=300, deadline=None, database=None, phases=[Phase.generate],
                   suppress_health_check=list(HealthCheck))
 
