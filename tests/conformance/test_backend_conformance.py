@@ -17,6 +17,7 @@ from conformance_lossless import annotate, round_trip
 from conformance_ort import reproduce
 from conformance_tally import TALLY
 
+from onnxsmith.errors import OnnxsmithError
 from onnxsmith.passes import PassManager
 from onnxsmith.passes.registry import get_pipeline
 
@@ -42,7 +43,11 @@ def test_backend_case(case: BackendCase, workdir: str) -> None:
     if get_pipeline("cleanup") is None:
         TALLY.skipped["no cleanup pipeline"] += 1
         pytest.skip("the cleanup pipeline is not registered")
-    PassManager("cleanup").run(loaded)
+    try:
+        PassManager("cleanup").run(loaded)
+    except OnnxsmithError as e:
+        TALLY.broken_by_cleanup.append(f"{case.id} (cleanup raised: {e.message})")
+        raise
     after = reproduce(ir.to_proto(loaded), samples, case.rtol, case.atol)
     if not after.ok:
         TALLY.broken_by_cleanup.append(f"{case.id} ({after.kind}: {after.detail})")
