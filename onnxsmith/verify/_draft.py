@@ -289,9 +289,11 @@ class ModelDraft:
         return operands
 
     def unary(self, op_type: str, x: Operand, lo: float, hi: float, *, dtype: ir.DataType | None = None,
-              shape: Sequence[Dim] | None = None, **attributes: Any) -> Operand:
-        """Appends a single-output node reading ``x`` (plus constant inputs in ``attributes``)."""
-        extra = attributes.pop("_inputs", ())
+              shape: Sequence[Dim] | None = None, extra: Sequence[ir.Value] = (), **attributes: Any) -> Operand:
+        """Appends a single-output node reading ``x`` and then ``extra`` (shape/axes constants).
+
+        The output has ``dtype`` and ``shape`` (``x``'s by default) and the interval ``[lo, hi]``.
+        """
         out = (dtype or x.dtype, x.shape if shape is None else shape, lo, hi)
         return self.node(op_type, [x, *extra], outputs=[out], **attributes)[0]
 

@@ -63,16 +63,15 @@ def gen_reshape(d: ModelDraft, op: str) -> None:
     if new_tail and d.flag():
         target[keep + d.integer(0, len(new_tail) - 1)] = -1
     out = (*x.shape[:keep], *new_tail)
-    d.unary("Reshape", x, x.lo, x.hi, shape=out, _inputs=[d.const_ints(target)])
+    d.unary("Reshape", x, x.lo, x.hi, shape=out, extra=[d.const_ints(target)])
 
 
 def gen_transpose(d: ModelDraft, op: str) -> None:
     x = _operand(d, min_rank=1)
-    perm = list(d.draw(st.permutations(range(x.rank))))
-    if d.integer(0, 4) == 0:
-        perm = list(reversed(range(x.rank)))
-        d.unary("Transpose", x, x.lo, x.hi, shape=tuple(x.shape[p] for p in perm))
+    if d.integer(0, 4) == 0:  # no perm attribute: the axes are reversed
+        d.unary("Transpose", x, x.lo, x.hi, shape=tuple(reversed(x.shape)))
         return
+    perm = list(d.draw(st.permutations(range(x.rank))))
     d.unary("Transpose", x, x.lo, x.hi, shape=tuple(x.shape[p] for p in perm), perm=perm)
 
 
@@ -87,7 +86,7 @@ def gen_squeeze(d: ModelDraft, op: str) -> None:
     axes = sorted(set(d.draw(st.lists(st.sampled_from(ones), min_size=1, max_size=len(ones)))))
     out = tuple(dim for i, dim in enumerate(x.shape) if i not in axes)
     written = [axis_arg(d, a, x.rank) for a in axes]
-    d.unary("Squeeze", x, x.lo, x.hi, shape=out, _inputs=[d.const_ints(written)])
+    d.unary("Squeeze", x, x.lo, x.hi, shape=out, extra=[d.const_ints(written)])
 
 
 def gen_unsqueeze(d: ModelDraft, op: str) -> None:
@@ -100,7 +99,7 @@ def gen_unsqueeze(d: ModelDraft, op: str) -> None:
     written = [axis_arg(d, a, rank) for a in axes]
     if d.flag():
         written.reverse()
-    d.unary("Unsqueeze", x, x.lo, x.hi, shape=out, _inputs=[d.const_ints(written)])
+    d.unary("Unsqueeze", x, x.lo, x.hi, shape=out, extra=[d.const_ints(written)])
 
 
 def _product(dims: tuple[Dim, ...]) -> Dim | None:
@@ -130,7 +129,7 @@ def gen_expand(d: ModelDraft, op: str) -> None:
     out = broadcast(x.shape, target)
     if out is None:
         raise Decline
-    d.unary("Expand", x, x.lo, x.hi, shape=out, _inputs=[d.const_ints(target)])
+    d.unary("Expand", x, x.lo, x.hi, shape=out, extra=[d.const_ints(target)])
 
 
 def _static_axes(x: Operand, minimum: int = 1) -> list[int]:
@@ -231,7 +230,7 @@ def gen_gather(d: ModelDraft, op: str) -> None:
                                        max_size=math.prod(index_shape))), dtype=np.int64).reshape(index_shape)
     out = (*x.shape[:axis], *index_shape, *x.shape[axis + 1:])
     d.unary("Gather", x, x.lo, x.hi, shape=out, axis=axis_arg(d, axis, x.rank),
-            _inputs=[d.const_ints(indices.tolist())])
+            extra=[d.const_ints(indices.tolist())])
 
 
 def gen_pad(d: ModelDraft, op: str) -> None:
@@ -269,12 +268,12 @@ def gen_shape(d: ModelDraft, op: str) -> None:
         kept = d.builder.op("Gather", _shape_of(d, x), d.const_ints(list(range(k))), axis=0)
         target = d.builder.op("Concat", kept, d.const_ints([-1]), axis=0)
         out = (*x.shape[:k], math.prod(x.shape[k:]))  # type: ignore[arg-type]
-        d.unary("Reshape", x, x.lo, x.hi, shape=out, _inputs=[target])
+        d.unary("Reshape", x, x.lo, x.hi, shape=out, extra=[target])
     elif pattern == 1:
         # Expand(x, Shape(y)) where x broadcasts to y's shape.
         y = _operand(d)
         x = d.pick(lambda o: o.dtype in d.dtypes and broadcast(o.shape, y.shape) == y.shape)
-        d.unary("Expand", x, x.lo, x.hi, shape=y.shape, _inputs=[_shape_of(d, y)])
+        d.unary("Expand", x, x.lo, x.hi, shape=y.shape, extra=[_shape_of(d, y)])
     else:
         # ConstantOfShape(Shape(x)) * x
         x = _operand(d, lambda o: o.dtype in d.dtypes)
