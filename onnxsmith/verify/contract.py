@@ -53,12 +53,13 @@ class PassContractViolation(AssertionError):
         detail: One line saying what went wrong.
     """
 
-    def __init__(self, pass_name: str, clause: str, detail: str, before: str, after: str | None = None) -> None:
+    def __init__(self, pass_name: str, clause: str, detail: str, before: str, after: str | None = None,
+                 *, run: str = "the pass") -> None:
         self.pass_name, self.clause, self.detail = pass_name, clause, detail
         parts = [f"pass '{pass_name}' broke its contract ({clause}): {detail}",
-                 "--- model before the pass ---", before]
+                 f"--- model before {run} ---", before]
         if after is not None:
-            parts += ["--- change made by the pass (unified diff of the ONNX text) ---", _diff(before, after)]
+            parts += [f"--- change made by {run} (unified diff of the ONNX text) ---", _diff(before, after)]
         super().__init__("\n".join(parts))
 
 
@@ -149,14 +150,15 @@ def check_contract(pass_: Pass | type[Pass] | str, model: ir.Model, *, options: 
     _check(p, _clone(model), tolerance or p.tolerance, (context or default_context(p)), seed)
 
 
-def _run(p: Pass, model: ir.Model, ctx: PassContext, before: str) -> PassResult:
+def _run(p: Pass, model: ir.Model, ctx: PassContext, before: str, run: str = "the pass") -> PassResult:
     try:
         result = p.run(model, ctx)
     except Exception as e:
         kind = "" if isinstance(e, OnnxsmithError) else f"{type(e).__name__}: "
-        raise PassContractViolation(p.name, "runs", f"the pass raised {kind}{e}", before) from e
+        raise PassContractViolation(p.name, "runs", f"the pass raised {kind}{e}", before, run=run) from e
     if not isinstance(result, PassResult):
-        raise PassContractViolation(p.name, "honest", f"run() returned {result!r} instead of a PassResult", before)
+        raise PassContractViolation(p.name, "honest", f"run() returned {result!r} instead of a PassResult", before,
+                                    run=run)
     return result
 
 
@@ -206,7 +208,7 @@ def _check_structure(model: ir.Model, checker_level: bool | None,
 
 
 def _check_idempotent(p: Pass, model: ir.Model, ctx: PassContext, text: str, fingerprint: bytes) -> None:
-    second = _run(p, model, ctx, text)
+    second = _run(p, model, ctx, text, "the second run")
     again_text, again_print = _serialized(p, model, text)
     changed = again_print != fingerprint
     if second.modified or changed:
@@ -214,7 +216,7 @@ def _check_idempotent(p: Pass, model: ir.Model, ctx: PassContext, text: str, fin
             detail = "a second run changed the model but reported modified=False"
         else:
             detail = "a second run reported modified=True" + ("" if changed else " without changing anything")
-        raise PassContractViolation(p.name, "idempotent", detail, text, again_text)
+        raise PassContractViolation(p.name, "idempotent", detail, text, again_text, run="the second run")
 
 
 def _check_numeric(model: ir.Model, original: ir.Model, inputs: Mapping[str, np.ndarray],
@@ -246,7 +248,8 @@ def _check_round_trip(p: Pass, model: ir.Model, text: str, fingerprint: bytes) -
         loaded_text = _text(loaded)
         same = loaded_text == text and _fingerprint(loaded) == fingerprint
     if not same:
-        raise PassContractViolation(p.name, "round-trip", "save then load changed the model", text, loaded_text)
+        raise PassContractViolation(p.name, "round-trip", "save then load changed the model", text, loaded_text,
+                                    run="save and load")
 
 
 def check_pass(pass_: Pass | type[Pass] | str, *, models: SearchStrategy[ir.Model] | None = None,

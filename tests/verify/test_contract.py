@@ -149,7 +149,14 @@ def test_each_broken_pass_is_caught_with_the_model_text(broken, clause, fragment
     assert violation.pass_name == broken.name and violation.clause == clause
     message = str(violation)
     assert fragment in message
-    assert "--- model before the pass ---" in message and "Add (" in message
+    assert "--- model before the" in message and "Add (" in message
+
+
+def test_idempotence_failures_show_the_second_run():
+    with pytest.raises(PassContractViolation) as caught:
+        check_contract(GrowForever, MODEL)
+    assert "--- model before the second run ---" in str(caught.value)
+    assert "--- change made by the second run" in str(caught.value)
 
 
 def test_violation_shows_the_change_as_a_diff():
