@@ -42,7 +42,7 @@ __all__ = [
 
 #: The passes of the ``cleanup`` pipeline, in order (see the module docstring for why).
 CLEANUP_PIPELINE = (
-    "remove-unused,fold-constants,eliminate-noops,infer-shapes,fold-constants,eliminate-noops,"
+    "remove-unused,fold-constants,eliminate-noops,infer-shapes,fold-constants,infer-shapes,eliminate-noops,"
     "dedup-initializers,cse,remove-unused,topo-sort"
 )
 

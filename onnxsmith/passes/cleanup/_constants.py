@@ -20,6 +20,7 @@ __all__ = [
     "is_default_domain",
     "is_nondeterministic",
     "static_dims",
+    "string_items",
     "tensor_nbytes",
 ]
 
@@ -28,12 +29,8 @@ NONDETERMINISTIC_OPS = frozenset({
     "Bernoulli", "Multinomial", "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
 })
 
-_SCALAR_ATTRS = {
-    "value_float": (ir.AttributeType.FLOAT, np.float32),
-    "value_int": (ir.AttributeType.INT, np.int64),
-    "value_floats": (ir.AttributeType.FLOATS, np.float32),
-    "value_ints": (ir.AttributeType.INTS, np.int64),
-}
+#: Dtypes of the Constant attributes that hold plain numbers.
+_NUMBER_ATTRS = {"value_float": np.float32, "value_int": np.int64, "value_floats": np.float32, "value_ints": np.int64}
 
 
 def is_default_domain(node: ir.Node) -> bool:
@@ -52,9 +49,9 @@ def is_nondeterministic(node: ir.Node) -> bool:
 def dropout_is_inference(node: ir.Node) -> bool:
     """True when a Dropout node certainly runs in inference mode (its output equals its input).
 
-    Opset 12+ reads the optional ``training_mode`` input (absent or constant false); opsets 1-6
-    have an ``is_test`` attribute; opsets 7-11 are always inference. A ``ratio`` that is a
-    constant 0 also makes training mode an identity.
+    Opset 12+ reads the optional ``training_mode`` input (absent or constant false); opsets 7-11
+    are always inference; an ``is_test`` attribute (opsets 1-6) is honoured when present. A
+    ``ratio`` that is a constant 0 also makes training mode an identity.
     """
     is_test = node.attributes.get("is_test")
     if is_test is not None:
@@ -79,9 +76,8 @@ def constant_node_tensor(node: ir.Node) -> ir.TensorProtocol | None:
         return None
     if name == "value" and attr.type == ir.AttributeType.TENSOR:
         return attr.value  # not as_tensor(): its runtime protocol check is slow on big graphs
-    if name in _SCALAR_ATTRS:
-        _, np_dtype = _SCALAR_ATTRS[name]
-        return ir.Tensor(np.array(attr.value, dtype=np_dtype))
+    if name in _NUMBER_ATTRS:
+        return ir.Tensor(np.array(attr.value, dtype=_NUMBER_ATTRS[name]))
     if name == "value_string":
         return ir.StringTensor(np.array(_as_bytes(attr.value), dtype=object))
     if name == "value_strings":
@@ -110,7 +106,12 @@ def tensor_nbytes(tensor: ir.TensorProtocol) -> int:
     try:
         return int(tensor.nbytes)
     except TypeError:  # plain Tensor of strings has no item size
-        return int(sum(len(s) for s in tensor.numpy().reshape(-1)))
+        return sum(len(s) for s in string_items(tensor))
+
+
+def string_items(tensor: ir.TensorProtocol) -> list[bytes]:
+    """The strings of a string tensor, flattened (string tensors have no raw bytes)."""
+    return [s.encode() if isinstance(s, str) else bytes(s) for s in tensor.numpy().reshape(-1)]
 
 
 def constant_array(value: ir.Value | None, *, max_bytes: int = 1 << 16) -> np.ndarray | None:

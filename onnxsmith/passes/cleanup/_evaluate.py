@@ -16,14 +16,11 @@ import onnx_ir as ir
 
 from onnxsmith.passes.cleanup._constants import is_default_domain
 from onnxsmith.passes.cleanup._numpy_kernels import KERNELS, Unsupported
+from onnxsmith.passes.cleanup._single_node import input_names, single_node_model
 
 __all__ = ["EvaluationError", "evaluate"]
 
 log = logging.getLogger(__name__)
-
-#: Newest IR version the single-node models are written with (onnxruntime rejects newer ones).
-_MAX_IR_VERSION = 10
-
 
 class EvaluationError(Exception):
     """The node could not be evaluated; it stays in the graph."""
@@ -39,7 +36,8 @@ def evaluate(node: ir.Node, inputs: Sequence[np.ndarray | None], opset_imports: 
     kernel = KERNELS.get(node.op_type) if is_default_domain(node) else None
     if kernel is not None:
         try:
-            return kernel(node, inputs, opset_imports.get("", opset_imports.get("ai.onnx", 1)))
+            outputs = kernel(node, inputs, opset_imports.get("", opset_imports.get("ai.onnx", 1)))
+            return [np.asarray(a) for a in outputs]  # some numpy functions return scalars
         except Unsupported as e:
             log.debug("numpy cannot evaluate %s (%s); using onnxruntime", node.op_type, e)
         except (ValueError, IndexError, TypeError) as e:
@@ -51,30 +49,21 @@ def _run_onnxruntime(node: ir.Node, inputs: Sequence[np.ndarray | None], opset_i
                      ir_version: int) -> list[np.ndarray]:
     import onnxruntime as ort
 
-    proto = ir.serde.serialize_node(node)
-    names = [f"in{i}" if a is not None else "" for i, a in enumerate(inputs)]
-    del proto.input[:]
-    proto.input.extend(names)
-    outputs = [f"out{i}" for i in range(len(node.outputs))]
-    del proto.output[:]
-    proto.output.extend(outputs)
-    feeds = {name: a for name, a in zip(names, inputs) if a is not None}
+    feeds = {name: a for name, a in zip(input_names(node), inputs) if a is not None}
     try:
-        graph = onnx.helper.make_graph(
-            [proto], "fold",
-            [onnx.helper.make_tensor_value_info(n, onnx.helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
-             for n, a in feeds.items()],
-            [onnx.helper.make_value_info(n, onnx.TypeProto()) for n in outputs])
-        model = onnx.helper.make_model(
-            graph, opset_imports=[onnx.helper.make_opsetid(d, v) for d, v in opset_imports.items()],
-            ir_version=min(ir_version, _MAX_IR_VERSION))
+        model = single_node_model(
+            node, [onnx.helper.make_tensor_value_info(n, onnx.helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+                   for n, a in feeds.items()], opset_imports, ir_version)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        return [np.asarray(a) for a in session.run(None, feeds)]
+        outputs = session.run(None, feeds)
     except Exception as e:  # onnxruntime raises its own exception types
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise EvaluationError(f"{node.op_type}: onnxruntime: {first[:200]}") from e
+    if not all(isinstance(a, np.ndarray) for a in outputs):
+        raise EvaluationError(f"{node.op_type}: produces a sequence, map or optional, not a tensor")
+    return outputs

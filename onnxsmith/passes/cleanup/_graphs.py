@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import onnx_ir as ir
 
-__all__ = ["all_graphs", "detach_subgraphs", "node_subgraphs", "remove_nodes", "with_subgraphs"]
+__all__ = ["all_graphs", "detach_subgraphs", "drop_unused_initializers", "node_subgraphs", "remove_nodes", "with_subgraphs"]
 
 def node_subgraphs(node: ir.Node) -> list[ir.Graph]:
     """The graphs held by the node's attributes (If branches, Loop/Scan bodies)."""
@@ -63,3 +63,18 @@ def remove_nodes(graph: ir.Graph, nodes: list[ir.Node]) -> None:
     for node in nodes:
         detach_subgraphs(node)
     graph.remove(nodes, safe=True)
+
+
+def drop_unused_initializers(values: list[ir.Value | None]) -> list[ir.Value]:
+    """Removes the initializers among ``values`` that nothing reads any more; returns them.
+
+    Graph inputs and outputs stay: they are part of the model's interface.
+    """
+    dropped = []
+    for value in {id(v): v for v in values if v is not None}.values():
+        if value.is_initializer() and not value.uses() and not value.is_graph_input() and not value.is_graph_output():
+            owner = value.graph
+            assert owner is not None and value.name is not None
+            owner.initializers.pop(value.name)
+            dropped.append(value)
+    return dropped

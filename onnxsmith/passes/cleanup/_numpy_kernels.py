@@ -210,7 +210,8 @@ def _slice(node: ir.Node, inputs: Arrays, opset: int) -> list[np.ndarray]:
     else:
         starts = [int(v) for v in inputs[1].reshape(-1)]
         ends = [int(v) for v in inputs[2].reshape(-1)]
-        axes = _axes(node, inputs, 3, opset, 0)
+        axes_input = inputs[3] if len(inputs) > 3 else None
+        axes = None if axes_input is None else [int(v) for v in axes_input.reshape(-1)]
         step_input = inputs[4] if len(inputs) > 4 else None
         steps = [1] * len(starts) if step_input is None else [int(v) for v in step_input.reshape(-1)]
     axes = list(range(len(starts))) if axes is None else [_normalize_axis(a, x.ndim) for a in axes]

@@ -1,11 +1,16 @@
 """How many bytes a node's outputs will take, known before evaluating it.
 
 Constant folding must decide from sizes alone whether to evaluate a node (an Expand or a
-ConstantOfShape can ask for gigabytes). For the ops that constant subgraphs are mostly made of,
-the answer follows from the input tensors' headers: elementwise ops produce the broadcast shape of
-their inputs, data-movement ops keep the element count, Concat sums it, Gather replaces one axis by
-the indices' shape, Slice and Split never exceed their input. Other ops return None and the caller
-falls back to ONNX shape inference.
+ConstantOfShape can ask for gigabytes). The answer comes from, in order:
+
+1. the outputs' annotated dtypes and static shapes (after ``infer-shapes``);
+2. the constant inputs' headers, for the ops constant subgraphs are mostly made of: elementwise
+   ops produce the broadcast shape of their inputs, data-movement ops keep the element count,
+   Concat sums it, Gather replaces one axis by the indices' shape, Slice and Split never exceed
+   their input (an upper bound);
+3. ONNX shape inference on the node alone, with its small constant inputs given as data.
+
+When none of them gives static shapes the size is unknown (None).
 """
 
 from __future__ import annotations
@@ -13,10 +18,22 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import logging
+
 import numpy as np
+import onnx
 import onnx_ir as ir
 
-__all__ = ["quick_output_bytes"]
+from onnxsmith.passes.cleanup._constants import static_dims, tensor_nbytes
+from onnxsmith.passes.cleanup._single_node import input_names, single_node_model
+
+__all__ = ["output_bytes"]
+
+log = logging.getLogger(__name__)
+
+#: Constant inputs up to this size are given to ONNX shape inference as data (shape tensors,
+#: axes, pads, scalars); larger ones only by type and shape.
+_INFERENCE_DATA_BYTES = 1 << 16
 
 _ELEMENTWISE = frozenset({
     "Abs", "Acos", "Acosh", "Add", "And", "Asin", "Asinh", "Atan", "Atanh", "BitShift", "BitwiseAnd", "BitwiseNot",
@@ -35,16 +52,44 @@ _SAME_COUNT = frozenset({
 _AT_MOST_INPUT = frozenset({"Slice", "Split"})
 
 
-def quick_output_bytes(node: ir.Node, tensors: Sequence[ir.TensorProtocol | None]) -> int | None:
-    """Bytes of all outputs of a default-domain node whose inputs are the constant ``tensors``.
+def output_bytes(node: ir.Node, tensors: Sequence[ir.TensorProtocol | None], opset_imports: dict[str, int],
+                 ir_version: int) -> int | None:
+    """Bytes of all outputs of ``node`` whose inputs are the constant ``tensors``, or None if unknown.
 
     Args:
-        node: The node; its outputs' declared dtypes are used when known.
+        node: The node; its outputs' annotations are used when they are static.
         tensors: The node's inputs by position (None for a missing optional input).
+        opset_imports: Opset imports for a one-node model of the node.
+        ir_version: IR version for that model.
 
     Returns:
-        An exact size or an upper bound, or None when this op is not covered.
+        An exact size or an upper bound, or None.
     """
+    declared = [_bytes(out.dtype, static_dims(out)) for out in node.outputs]
+    if all(b is not None for b in declared):
+        return sum(declared)  # type: ignore[arg-type]
+    if node.domain in ("", "ai.onnx"):
+        quick = _from_input_headers(node, tensors)
+        if quick is not None:
+            return quick
+    inferred = _infer_output_types(node, tensors, opset_imports, ir_version)
+    if inferred is None:
+        return None
+    sizes = [_bytes(dtype, dims) for dtype, dims in inferred]
+    return None if any(s is None for s in sizes) else sum(sizes)  # type: ignore[arg-type]
+
+
+def _bytes(dtype: ir.DataType | None, dims: tuple[int, ...] | None) -> int | None:
+    if dtype is None or dims is None or dtype == ir.DataType.STRING:
+        return None
+    try:
+        return math.ceil(math.prod(dims) * dtype.itemsize)
+    except TypeError:  # a dtype without a fixed item size
+        return None
+
+
+def _from_input_headers(node: ir.Node, tensors: Sequence[ir.TensorProtocol | None]) -> int | None:
+    """Output bytes of the common default-domain ops from their inputs' shapes; None if not covered."""
     present = [t for t in tensors if t is not None]
     if not present:
         return None
@@ -92,3 +137,36 @@ def _itemsize(node: ir.Node, inputs: list[ir.TensorProtocol]) -> float | None:
         return max(t.dtype.itemsize for t in inputs)
     except (TypeError, ValueError, IndexError):  # strings, undefined types
         return None
+
+
+def _infer_output_types(node: ir.Node, tensors: Sequence[ir.TensorProtocol | None], opset_imports: dict[str, int],
+                        ir_version: int) -> list[tuple[ir.DataType | None, tuple[int, ...] | None]] | None:
+    """Output dtypes and static dims from ONNX shape inference on the node alone."""
+    inputs, initializers = [], []
+    for name, tensor in zip(input_names(node), tensors):
+        if tensor is None:
+            continue
+        inputs.append(onnx.helper.make_tensor_value_info(name, int(tensor.dtype), list(tensor.shape.dims)))
+        if tensor_nbytes(tensor) <= _INFERENCE_DATA_BYTES:
+            data = ir.serde.serialize_tensor(tensor)
+            data.name = name
+            initializers.append(data)
+    model = single_node_model(node, inputs, opset_imports, ir_version, initializers=initializers)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception as e:  # onnx raises several exception types for bad nodes
+        log.debug("shape inference failed for %s: %s", node.op_type, e)
+        return None
+    types = {vi.name: vi.type for vi in (*inferred.graph.value_info, *inferred.graph.output)}
+    result = []
+    for i in range(len(node.outputs)):
+        type_proto = types.get(f"out{i}")
+        if type_proto is None or not type_proto.HasField("tensor_type"):
+            return None
+        tensor_type = type_proto.tensor_type
+        dtype = ir.DataType(tensor_type.elem_type) if tensor_type.elem_type else None
+        dims = None
+        if tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in tensor_type.shape.dim):
+            dims = tuple(d.dim_value for d in tensor_type.shape.dim)
+        result.append((dtype, dims))
+    return result

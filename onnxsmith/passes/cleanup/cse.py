@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import onnx_ir as ir
 
 from onnxsmith.passes.base import Pass, PassContext, PassResult
-from onnxsmith.passes.cleanup._constants import is_default_domain, is_nondeterministic, tensor_nbytes
+from onnxsmith.passes.cleanup._constants import is_default_domain, is_nondeterministic, string_items, tensor_nbytes
 from onnxsmith.passes.cleanup._graphs import node_subgraphs
 from onnxsmith.passes.cleanup._rewire import can_replace, replace_values
 from onnxsmith.passes.registry import register_pass
@@ -122,7 +122,8 @@ class _Merger:
         if kind == ir.AttributeType.TENSOR:
             if tensor_nbytes(value) > self.options.max_tensor_size:
                 return None
-            return (kind, value.dtype, tuple(value.shape.dims), value.tobytes())
+            content = tuple(string_items(value)) if value.dtype == ir.DataType.STRING else value.tobytes()
+            return (kind, value.dtype, tuple(value.shape.dims), content)
         if kind == ir.AttributeType.TYPE_PROTO:
             return (kind, str(value))
         return None  # graphs, lists of tensors, sparse tensors

@@ -21,7 +21,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxsmith.passes.base import ALL, Pass, PassContext, PassResult
-from onnxsmith.passes.cleanup._constants import tensor_nbytes
+from onnxsmith.passes.cleanup._constants import string_items, tensor_nbytes
 from onnxsmith.passes.cleanup._graphs import all_graphs
 from onnxsmith.passes.registry import register_pass
 
@@ -73,7 +73,7 @@ class DedupInitializers(Pass):
             tensor = value.const_value
             assert tensor is not None
             small = tensor_nbytes(tensor) <= self.options.inline_size
-            key = tensor.tobytes() if small else _digest(tensor)
+            key = b"".join(_chunks(tensor)) if small else _digest(tensor)
             candidates = seen.setdefault(key, [])
             match = next((c for c in candidates if small or _same_bytes(c.const_value, tensor)), None)
             if match is None:
@@ -108,10 +108,11 @@ def _chunks(tensor: ir.TensorProtocol) -> Iterator[bytes | memoryview]:
                 left -= len(chunk)
                 yield chunk
         return
-    array = tensor.numpy() if not isinstance(tensor, ir.StringTensor) else None
-    if array is None or array.dtype == object or not array.flags.c_contiguous:
-        yield tensor.tobytes()
+    if tensor.dtype == ir.DataType.STRING:
+        for item in string_items(tensor):  # length-prefixed, so that ("ab", "c") != ("a", "bc")
+            yield len(item).to_bytes(8, "little") + item
         return
+    array = tensor.numpy()
     data = memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
     for start in range(0, len(data), _CHUNK):
         yield data[start:start + _CHUNK]

@@ -11,15 +11,21 @@ Graph output names are stable: when ``y`` is a graph output, ``x`` takes over it
 impossible when ``x`` is a graph input, an initializer, another graph output or a value of an
 enclosing graph; then the node is replaced by a plain ``Identity`` (an Identity is left alone).
 Runs over the main graph, subgraphs and model-local functions.
+
+When ``x`` inherits a type or shape from ``y`` (``y`` was better annotated, or declared as a graph
+output), the node producing ``x`` is looked at again: it may now be provably a no-op too. So one
+run reaches a fixed point and a second run finds nothing.
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 import onnx_ir as ir
 
 from onnxsmith.passes.base import Pass, PassContext, PassResult
 from onnxsmith.passes.cleanup._constants import is_default_domain
-from onnxsmith.passes.cleanup._graphs import all_graphs
+from onnxsmith.passes.cleanup._graphs import all_graphs, drop_unused_initializers
 from onnxsmith.passes.cleanup._noop_rules import passthrough_input
 from onnxsmith.passes.cleanup._rewire import can_replace, replace_values
 from onnxsmith.passes.registry import register_pass
@@ -43,12 +49,18 @@ class EliminateNoops(Pass):
         default_opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
         for graph in list(all_graphs(model)):
             opset = graph.opset_imports.get("", default_opset)  # function bodies import their own
-            for node in list(graph):
-                operands = [v for v in node.inputs if v is not None]
-                outcome = _eliminate(graph, node, opset)
+            work = deque(graph)
+            while work:
+                node = work.popleft()
+                if node.graph is not graph:
+                    continue  # removed since it was queued
+                operands = node.inputs
+                outcome, revisit = _eliminate(graph, node, opset)
                 if outcome is None:
                     continue
-                orphans += _remove_orphaned_initializers(operands)
+                if revisit is not None:
+                    work.appendleft(revisit)
+                orphans += len(drop_unused_initializers(list(operands)))
                 if outcome == "removed":
                     removed[node.op_type] = removed.get(node.op_type, 0) + 1
                 else:
@@ -63,36 +75,30 @@ class EliminateNoops(Pass):
         return PassResult(bool(removed) or bool(to_identity), stats)
 
 
-def _eliminate(graph: ir.Graph, node: ir.Node, opset: int) -> str | None:
-    """Removes ``node`` or turns it into an Identity when it is a no-op; says which it did."""
+def _eliminate(graph: ir.Graph, node: ir.Node, opset: int) -> tuple[str | None, ir.Node | None]:
+    """Removes ``node`` or turns it into an Identity when it is a no-op.
+
+    Returns:
+        What was done ("removed", "identity" or None), and a node to look at again: the producer
+        of the passed-through value when that value's annotations just improved.
+    """
     if not is_default_domain(node):
-        return None
+        return None, None
     index = passthrough_input(node, opset)
     if index is None:
-        return None
+        return None, None
     x, y = node.inputs[index], node.outputs[0]
     if x is None or any(out.uses() or out.is_graph_output() for out in node.outputs[1:]):
-        return None
+        return None, None
     if can_replace([y], [x]):
+        annotations = (x.type, x.shape)
         replace_values([y], [x])
         graph.remove(node, safe=True)
-        return "removed"
+        return "removed", x.producer() if (x.type, x.shape) != annotations else None
     if node.op_type == "Identity":
-        return None
+        return None, None
     _replace_with_identity(graph, node, x)
-    return "identity"
-
-
-def _remove_orphaned_initializers(values: list[ir.Value]) -> int:
-    """Drops the initializers among ``values`` that nothing reads any more."""
-    removed = 0
-    for value in {id(v): v for v in values}.values():
-        if value.is_initializer() and not value.uses() and not value.is_graph_input() and not value.is_graph_output():
-            owner = value.graph
-            assert owner is not None and value.name is not None
-            owner.initializers.pop(value.name)
-            removed += 1
-    return removed
+    return "identity", None
 
 
 def _replace_with_identity(graph: ir.Graph, node: ir.Node, x: ir.Value) -> None:

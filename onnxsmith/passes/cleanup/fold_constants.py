@@ -21,12 +21,10 @@ before evaluating is left alone.
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import onnx
 import onnx_ir as ir
 
 from onnxsmith.passes.base import Pass, PassContext, PassResult
@@ -35,22 +33,16 @@ from onnxsmith.passes.cleanup._constants import (
     constant_tensor,
     is_default_domain,
     is_nondeterministic,
-    static_dims,
     tensor_nbytes,
 )
 from onnxsmith.passes.cleanup._evaluate import EvaluationError, evaluate
-from onnxsmith.passes.cleanup._graphs import node_subgraphs
-from onnxsmith.passes.cleanup._output_size import quick_output_bytes
+from onnxsmith.passes.cleanup._graphs import drop_unused_initializers, node_subgraphs
+from onnxsmith.passes.cleanup._output_size import output_bytes
 from onnxsmith.passes.registry import register_pass
 
 __all__ = ["FoldConstants", "FoldConstantsOptions"]
 
-log = logging.getLogger(__name__)
-
 _FOLDABLE_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
-#: Constant inputs up to this size are given to ONNX shape inference as data when an output
-#: shape is not annotated (enough for shape tensors, axes, pads and scalars).
-_INFERENCE_DATA_BYTES = 1 << 16
 
 
 @dataclass
@@ -111,12 +103,21 @@ class _Folder:
             elif self._may_fold(node):
                 self._try_fold(graph, node)
 
+    def _imports_for(self, node: ir.Node) -> dict[str, int]:
+        """The opset imports a single-node model of ``node`` needs: ONNX and the node's domain."""
+        imports = {"": self.opset_imports.get("", self.opset_imports.get("ai.onnx", 1))}
+        if not is_default_domain(node) and node.domain in self.opset_imports:
+            imports[node.domain] = self.opset_imports[node.domain]
+        return imports
+
     def _explain(self, node: ir.Node, why: str) -> None:
         self.ctx.explain(self.pass_name, f"kept {node.op_type} node '{node.name}': {why}")
 
     def _may_fold(self, node: ir.Node) -> bool:
         if node.domain not in _FOLDABLE_DOMAINS or node.op_type in self.skip_ops or is_nondeterministic(node):
             return False
+        if any(out.type is not None and not isinstance(out.type, ir.TensorType) for out in node.outputs):
+            return False  # sequences, optionals: initializers can only hold tensors
         if not any(out.uses() or out.is_graph_output() for out in node.outputs):
             return False  # dead (or no outputs): remove-unused's business
         return not any(attr.is_ref() or attr.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
@@ -149,7 +150,8 @@ class _Folder:
         tensors = [constant_tensor(v) for v in present]
         if not present or any(t is None for t in tensors) or not self._can_store(graph, node):
             return
-        out_bytes = self._output_bytes(node, tensors)  # type: ignore[arg-type]
+        out_bytes = output_bytes(node, [constant_tensor(v) for v in node.inputs], self._imports_for(node),
+                                 self.ir_version)
         if out_bytes is None:
             self.stats["kept_unknown_size"] += 1
             self._explain(node, "output size unknown before evaluation")
@@ -161,7 +163,7 @@ class _Folder:
             return
         arrays = [None if v is None else constant_tensor(v).numpy() for v in node.inputs]  # type: ignore[union-attr]
         try:
-            results = evaluate(node, arrays, self.opset_imports, self.ir_version)
+            results = evaluate(node, arrays, self._imports_for(node), self.ir_version)
         except EvaluationError as e:
             self.stats["kept_unevaluable"] += 1
             self._explain(node, f"cannot evaluate ({e})")
@@ -194,34 +196,15 @@ class _Folder:
                 freed += tensor_nbytes(value.const_value)  # type: ignore[arg-type]
         return freed
 
-    def _output_bytes(self, node: ir.Node, tensors: list[ir.TensorProtocol]) -> int | None:
-        """Bytes of the node's outputs from static shapes (annotated or inferred), or None."""
-        known = [_value_bytes(out.dtype, static_dims(out)) for out in node.outputs]
-        if all(b is not None for b in known):
-            return sum(known)  # type: ignore[arg-type]
-        if is_default_domain(node):
-            quick = quick_output_bytes(node, [constant_tensor(v) for v in node.inputs])
-            if quick is not None:
-                return quick
-        inferred = _infer_output_types(node, tensors, self.opset_imports, self.ir_version)
-        if inferred is None:
-            return None
-        sizes = [_value_bytes(dtype, dims) for dtype, dims in inferred]
-        return None if any(s is None for s in sizes) else sum(sizes)  # type: ignore[arg-type]
-
     def _replace(self, graph: ir.Graph, node: ir.Node, tensors: list[ir.TensorProtocol]) -> None:
-        inputs = [v for v in node.inputs if v is not None]
+        """Replaces a folded node by initializers and drops the constants only it read."""
+        inputs = list(node.inputs)
         self._store(graph, node, tensors)
-        if node.op_type != "Constant":
-            self.stats["folded_nodes"] += 1
-            self.stats["net_bytes"] += sum(tensor_nbytes(t) for t in tensors)
-        for value in {id(v): v for v in inputs}.values():
-            if value.is_initializer() and not value.uses() and not value.is_graph_output() and not value.is_graph_input():
-                owner = value.graph
-                assert owner is not None and value.name is not None
-                owner.initializers.pop(value.name)
-                self.stats["removed_initializers"] += 1
-                self.stats["net_bytes"] -= tensor_nbytes(value.const_value)  # type: ignore[arg-type]
+        self.stats["folded_nodes"] += 1
+        self.stats["net_bytes"] += sum(tensor_nbytes(t) for t in tensors)
+        for value in drop_unused_initializers(inputs):
+            self.stats["removed_initializers"] += 1
+            self.stats["net_bytes"] -= tensor_nbytes(value.const_value)  # type: ignore[arg-type]
 
     def _store(self, graph: ir.Graph, node: ir.Node, tensors: list[ir.TensorProtocol]) -> None:
         """Turns the node's outputs into initializers holding ``tensors`` and removes the node."""
@@ -256,53 +239,5 @@ def _to_tensor(array: np.ndarray) -> ir.TensorProtocol:
     if array.dtype == object or array.dtype.kind in "SU":
         return ir.StringTensor(np.array([s.encode() if isinstance(s, str) else s for s in array.reshape(-1)],
                                         dtype=object).reshape(array.shape))
-    return ir.Tensor(np.ascontiguousarray(array))
-
-
-def _value_bytes(dtype: ir.DataType | None, dims: tuple[int, ...] | None) -> int | None:
-    if dtype is None or dims is None or dtype == ir.DataType.STRING:
-        return None
-    try:
-        return math.ceil(math.prod(dims) * dtype.itemsize)
-    except TypeError:
-        return None
-
-
-def _infer_output_types(node: ir.Node, tensors: list[ir.TensorProtocol], opset_imports: dict[str, int],
-                        ir_version: int) -> list[tuple[ir.DataType | None, tuple[int, ...] | None]] | None:
-    """Output dtypes and static dims of one node from ONNX shape inference with small inputs as data."""
-    proto = ir.serde.serialize_node(node)
-    names = [f"in{i}" if v is not None else "" for i, v in enumerate(node.inputs)]
-    del proto.input[:]
-    proto.input.extend(names)
-    del proto.output[:]
-    proto.output.extend(f"out{i}" for i in range(len(node.outputs)))
-    inputs, initializers = [], []
-    for name, tensor in zip((n for n in names if n), tensors):
-        elem = int(tensor.dtype)
-        inputs.append(onnx.helper.make_tensor_value_info(name, elem, list(tensor.shape.numpy())))
-        if tensor.nbytes <= _INFERENCE_DATA_BYTES:
-            t = ir.serde.serialize_tensor(tensor)
-            t.name = name
-            initializers.append(t)
-    graph = onnx.helper.make_graph([proto], "infer", inputs, [], initializers)
-    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid(d, v) for d, v in opset_imports.items()],
-                                   ir_version=ir_version)
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
-    except Exception as e:  # onnx raises several exception types for bad nodes
-        log.debug("shape inference failed for %s: %s", node.op_type, e)
-        return None
-    types = {vi.name: vi.type for vi in inferred.graph.value_info}
-    result = []
-    for i in range(len(node.outputs)):
-        type_proto = types.get(f"out{i}")
-        if type_proto is None or not type_proto.HasField("tensor_type"):
-            return None
-        tensor_type = type_proto.tensor_type
-        dtype = ir.DataType(tensor_type.elem_type) if tensor_type.elem_type else None
-        dims = None
-        if tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in tensor_type.shape.dim):
-            dims = tuple(d.dim_value for d in tensor_type.shape.dim)
-        result.append((dtype, dims))
-    return result
+    # Not np.ascontiguousarray: it turns a 0-d array into a 1-d one.
+    return ir.Tensor(array if array.flags.c_contiguous else array.copy(order="C"))

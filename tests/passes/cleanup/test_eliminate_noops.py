@@ -232,3 +232,17 @@ def test_constant_operands_only_the_noop_read_go_with_it(helpers):
     report = helpers.run("infer-shapes,eliminate-noops", model)
     assert report.records[1].stats["removed_initializers"] == 1
     assert not model.graph.initializers
+
+
+def test_a_producer_that_gains_a_shape_is_looked_at_again(helpers):
+    model = parse_text(f"""{HEADER}
+        g (float[2, 4] x) => (float[2, 4] y) {{
+            s = Shape(x)
+            r = Expand(x, s)
+            y = Identity(r)
+        }}""")
+    report = helpers.run("eliminate-noops", model)
+    assert report.records[0].stats["replaced_by_identity"] == 1
+    assert helpers.op_types(model) == ["Shape", "Identity"]
+    assert model.graph.outputs[0].producer().inputs[0] is model.graph.inputs[0]
+    helpers.assert_idempotent("eliminate-noops", model)
