@@ -13,8 +13,8 @@ enclosing graph; then the node is replaced by a plain ``Identity`` (an Identity 
 Runs over the main graph, subgraphs and model-local functions.
 
 When ``x`` inherits a type or shape from ``y`` (``y`` was better annotated, or declared as a graph
-output), the node producing ``x`` is looked at again: it may now be provably a no-op too. So one
-run reaches a fixed point and a second run finds nothing.
+output), the nodes producing and reading ``x`` are looked at again: they may now be provably
+no-ops too. So one run reaches a fixed point and a second run finds nothing.
 """
 
 from __future__ import annotations
@@ -52,14 +52,13 @@ class EliminateNoops(Pass):
             work = deque(graph)
             while work:
                 node = work.popleft()
-                if node.graph is not graph:
+                if node.graph is None:
                     continue  # removed since it was queued
                 operands = node.inputs
-                outcome, revisit = _eliminate(graph, node, opset)
+                outcome, revisit = _eliminate(node.graph, node, opset)  # revisited readers may sit in subgraphs
                 if outcome is None:
                     continue
-                if revisit is not None:
-                    work.appendleft(revisit)
+                work.extendleft(revisit)
                 orphans += len(drop_unused_initializers(list(operands)))
                 if outcome == "removed":
                     removed[node.op_type] = removed.get(node.op_type, 0) + 1
@@ -75,30 +74,33 @@ class EliminateNoops(Pass):
         return PassResult(bool(removed) or bool(to_identity), stats)
 
 
-def _eliminate(graph: ir.Graph, node: ir.Node, opset: int) -> tuple[str | None, ir.Node | None]:
+def _eliminate(graph: ir.Graph, node: ir.Node, opset: int) -> tuple[str | None, list[ir.Node]]:
     """Removes ``node`` or turns it into an Identity when it is a no-op.
 
     Returns:
-        What was done ("removed", "identity" or None), and a node to look at again: the producer
-        of the passed-through value when that value's annotations just improved.
+        What was done ("removed", "identity" or None), and the nodes to look at again: the
+        producer and the readers of the passed-through value when its annotations just improved.
     """
     if not is_default_domain(node):
-        return None, None
+        return None, []
     index = passthrough_input(node, opset)
     if index is None:
-        return None, None
+        return None, []
     x, y = node.inputs[index], node.outputs[0]
     if x is None or any(out.uses() or out.is_graph_output() for out in node.outputs[1:]):
-        return None, None
+        return None, []
     if can_replace([y], [x]):
         annotations = (x.type, x.shape)
         replace_values([y], [x])
         graph.remove(node, safe=True)
-        return "removed", x.producer() if (x.type, x.shape) != annotations else None
+        if (x.type, x.shape) == annotations:
+            return "removed", []
+        related = [use.node for use in x.uses()]
+        return "removed", related + ([x.producer()] if x.producer() is not None else [])
     if node.op_type == "Identity":
-        return None, None
+        return None, []
     _replace_with_identity(graph, node, x)
-    return "identity", None
+    return "identity", []
 
 
 def _replace_with_identity(graph: ir.Graph, node: ir.Node, x: ir.Value) -> None:

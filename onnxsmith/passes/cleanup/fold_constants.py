@@ -4,8 +4,10 @@ Semantics: a node ``y = op(c1, ..., cn)`` whose inputs are all constants (initia
 graph inputs, or ``Constant`` outputs) is replaced by an initializer ``y`` holding ``op(c1..cn)``,
 computed by exact numpy kernels or by onnxruntime itself (see ``_evaluate``), so outputs are
 bit-identical to running the original model in onnxruntime. ``Shape``/``Size`` fold whenever the
-dimensions they read are static, whatever the data. ``Constant`` nodes become initializers.
-Constant inputs that the folded node was the last user of are removed with it.
+dimensions they read are static, whatever the data. Constant inputs (initializers or Constant
+nodes) that the folded node was the last user of are removed with it, and the ``Constant`` nodes
+still in use at the end become initializers (deferred, so that Constants consumed by folding are
+never turned into initializers first).
 
 What is never folded: random ops and Dropout unless it is in inference mode; nodes with
 subgraphs (If/Loop/Scan); domains other than ONNX and ``ai.onnx.ml`` (custom ops and model-local
@@ -78,7 +80,7 @@ class FoldConstants(Pass):
         folder = _Folder(model, self.options, ctx, self.name)
         folder.fold_graph(model.graph)
         stats = {k: v for k, v in folder.stats.items() if v}
-        return PassResult(bool(folder.stats["folded_nodes"] or folder.stats["lifted_constants"]), stats)
+        return PassResult(folder.modified, stats)
 
 
 class _Folder:
@@ -92,16 +94,22 @@ class _Folder:
         self.ctx = ctx
         self.pass_name = pass_name
         self.stats = {"folded_nodes": 0, "lifted_constants": 0, "net_bytes": 0, "removed_initializers": 0,
-                      "kept_too_large": 0, "kept_unknown_size": 0, "kept_unevaluable": 0}
+                      "removed_constant_nodes": 0, "kept_too_large": 0, "kept_unknown_size": 0,
+                      "kept_unevaluable": 0}
+
+    @property
+    def modified(self) -> bool:
+        return any(self.stats[k] for k in ("folded_nodes", "lifted_constants", "removed_constant_nodes"))
 
     def fold_graph(self, graph: ir.Graph) -> None:
         for node in list(graph):
             for sub in node_subgraphs(node):
                 self.fold_graph(sub)
-            if node.op_type == "Constant" and is_default_domain(node):
-                self._lift_constant(graph, node)
-            elif self._may_fold(node):
+            if node.op_type != "Constant" and self._may_fold(node):
                 self._try_fold(graph, node)
+        for node in list(graph):
+            if node.op_type == "Constant" and is_default_domain(node) and node.graph is graph:
+                self._lift_constant(graph, node)
 
     def _imports_for(self, node: ir.Node) -> dict[str, int]:
         """The opset imports a single-node model of ``node`` needs: ONNX and the node's domain."""
@@ -146,12 +154,15 @@ class _Folder:
                 if self._can_store(graph, node):
                     self._replace(graph, node, [ir.Tensor(array)])
                 return
-        present = [v for v in node.inputs if v is not None]
-        tensors = [constant_tensor(v) for v in present]
-        if not present or any(t is None for t in tensors) or not self._can_store(graph, node):
+        tensors: list[ir.TensorProtocol | None] = []
+        for value in node.inputs:
+            tensor = constant_tensor(value)
+            if value is not None and tensor is None:
+                return  # reads a computed value
+            tensors.append(tensor)
+        if all(t is None for t in tensors) or not self._can_store(graph, node):
             return
-        out_bytes = output_bytes(node, [constant_tensor(v) for v in node.inputs], self._imports_for(node),
-                                 self.ir_version)
+        out_bytes = output_bytes(node, tensors, self._imports_for(node), self.ir_version)
         if out_bytes is None:
             self.stats["kept_unknown_size"] += 1
             self._explain(node, "output size unknown before evaluation")
@@ -161,7 +172,7 @@ class _Folder:
             self.stats["kept_too_large"] += 1
             self._explain(node, f"would add {out_bytes - freed} bytes (max-size {self.options.max_size})")
             return
-        arrays = [None if v is None else constant_tensor(v).numpy() for v in node.inputs]  # type: ignore[union-attr]
+        arrays = [None if t is None else t.numpy() for t in tensors]
         try:
             results = evaluate(node, arrays, self._imports_for(node), self.ir_version)
         except EvaluationError as e:
@@ -192,8 +203,9 @@ class _Folder:
         """Bytes of the constant inputs that only this node reads (removed after folding it)."""
         freed = 0
         for value in {id(v): v for v in node.inputs if v is not None}.values():
-            if value.is_initializer() and not value.is_graph_output() and all(u.node is node for u in value.uses()):
-                freed += tensor_nbytes(value.const_value)  # type: ignore[arg-type]
+            if not value.is_graph_output() and all(u.node is node for u in value.uses()):
+                tensor = constant_tensor(value)
+                freed += tensor_nbytes(tensor) if tensor is not None else 0
         return freed
 
     def _replace(self, graph: ir.Graph, node: ir.Node, tensors: list[ir.TensorProtocol]) -> None:
@@ -205,6 +217,13 @@ class _Folder:
         for value in drop_unused_initializers(inputs):
             self.stats["removed_initializers"] += 1
             self.stats["net_bytes"] -= tensor_nbytes(value.const_value)  # type: ignore[arg-type]
+        for value in {id(v): v for v in inputs if v is not None}.values():
+            producer = value.producer()
+            if producer is not None and producer.op_type == "Constant" and not value.uses() \
+                    and not value.is_graph_output() and producer.graph is not None:
+                self.stats["net_bytes"] -= tensor_nbytes(constant_tensor(value))  # type: ignore[arg-type]
+                producer.graph.remove(producer, safe=True)
+                self.stats["removed_constant_nodes"] += 1
 
     def _store(self, graph: ir.Graph, node: ir.Node, tensors: list[ir.TensorProtocol]) -> None:
         """Turns the node's outputs into initializers holding ``tensors`` and removes the node."""

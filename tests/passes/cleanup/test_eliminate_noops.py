@@ -246,3 +246,17 @@ def test_a_producer_that_gains_a_shape_is_looked_at_again(helpers):
     assert helpers.op_types(model) == ["Shape", "Identity"]
     assert model.graph.outputs[0].producer().inputs[0] is model.graph.inputs[0]
     helpers.assert_idempotent("eliminate-noops", model)
+
+
+def test_readers_of_a_value_that_gains_a_type_are_looked_at_again(golden):
+    report = golden("eliminate-noops", f"""{HEADER}
+        g (float[2] x) => (float[2] y, float[2] z) {{
+            a = Relu(x)
+            z = Cast <to = 1> (a)
+            y = Identity(a)
+        }}""", f"""{HEADER}
+        g (float[2] x) => (float[2] y, float[2] z) {{
+            y = Relu(x)
+            z = Identity(y)
+        }}""")
+    assert report.records[0].stats["replaced_by_identity"] == 1

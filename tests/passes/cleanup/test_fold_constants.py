@@ -30,7 +30,23 @@ def test_constant_subgraphs_fold_into_initializers(golden):
         }
     """)
     stats = report.records[0].stats
-    assert (stats["folded_nodes"], stats["lifted_constants"], stats["removed_initializers"]) == (2, 2, 4)
+    assert (stats["folded_nodes"], stats["removed_constant_nodes"], stats["removed_initializers"]) == (2, 2, 2)
+
+
+def test_constants_still_in_use_become_initializers(golden):
+    report = golden("fold-constants", """
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[2] x) => (float[2] y) {
+            k = Constant <value_floats = [1.0, 2.5]> ()
+            y = Add(x, k)
+        }
+    """, """
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[2] x) => (float[2] y) <float[2] k = {1, 2.5}> {
+            y = Add(x, k)
+        }
+    """)
+    assert report.records[0].stats == {"lifted_constants": 1}
 
 
 def test_shape_and_size_fold_when_the_dimensions_they_read_are_static(golden):
