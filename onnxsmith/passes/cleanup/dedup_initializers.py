@@ -5,16 +5,18 @@ tensor, so every use of the later one reads the earlier one and the later one is
 Comparison is exact (bytes, so ``-0.0`` and ``0.0`` stay apart and NaNs with equal bits merge).
 
 Cost: tensors are first grouped by (dtype, shape) from their headers; only groups with two or
-more members are read at all. Tensors up to ``inline-size`` bytes are keyed by their bytes; larger
-ones by a BLAKE2b digest computed in chunks (external data is read from its file chunk by chunk,
-so nothing is mapped or held in memory) and confirmed by a chunked byte comparison. Tensors larger
-than ``max-size`` bytes are never read. Graph inputs (overridable) and graph outputs are left alone.
+more members are read at all. Tensors up to ``inline-size`` bytes are keyed by their bytes. Larger
+ones are keyed by their first 64 KiB (distinct weights almost always differ there, so most are
+never read further), then, among those sharing a prefix, by a BLAKE2b digest, and a match is
+confirmed by a byte comparison. Everything is read in chunks, external data straight from its
+file, so nothing is mapped or held in memory. Tensors larger than ``max-size`` bytes are never
+read. Graph inputs (overridable) and graph outputs are left alone.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Hashable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +30,7 @@ from onnxsmith.passes.registry import register_pass
 __all__ = ["DedupInitializers", "DedupInitializersOptions"]
 
 _CHUNK = 1 << 22
+_PREFIX = 1 << 16
 
 
 @dataclass
@@ -67,19 +70,21 @@ class DedupInitializers(Pass):
         return PassResult(removed > 0, {"removed_initializers": removed, "saved_bytes": saved})
 
     def _duplicates(self, group: list[ir.Value]) -> Iterator[tuple[ir.Value, ir.Value]]:
-        """(duplicate, original) pairs within one (dtype, shape) group, in graph order."""
-        seen: dict[Hashable, list[ir.Value]] = {}
+        """(duplicate, original) pairs within one (dtype, shape) group; originals come first in graph order."""
+        small: dict[bytes, list[ir.Value]] = {}
+        large: dict[bytes, list[ir.Value]] = {}
         for value in group:
             tensor = value.const_value
             assert tensor is not None
-            small = tensor_nbytes(tensor) <= self.options.inline_size
-            key = b"".join(_chunks(tensor)) if small else _digest(tensor)
-            candidates = seen.setdefault(key, [])
-            match = next((c for c in candidates if small or _same_bytes(c.const_value, tensor)), None)
-            if match is None:
-                candidates.append(value)
+            if tensor_nbytes(tensor) <= self.options.inline_size:
+                small.setdefault(b"".join(_chunks(tensor)), []).append(value)
             else:
-                yield value, match
+                large.setdefault(bytes(next(_chunks(tensor, _PREFIX), b"")), []).append(value)
+        for values in small.values():
+            yield from ((v, values[0]) for v in values[1:])
+        for values in large.values():
+            if len(values) > 1:
+                yield from _large_duplicates(values)
 
 
 def _candidate_groups(graph: ir.Graph, max_size: int) -> list[list[ir.Value]]:
@@ -95,14 +100,26 @@ def _candidate_groups(graph: ir.Graph, max_size: int) -> list[list[ir.Value]]:
     return [g for g in groups.values() if len(g) > 1]
 
 
-def _chunks(tensor: ir.TensorProtocol) -> Iterator[bytes | memoryview]:
-    """The tensor's bytes in chunks; external data is read from its file, never mapped."""
+def _large_duplicates(values: list[ir.Value]) -> Iterator[tuple[ir.Value, ir.Value]]:
+    """(duplicate, original) pairs among large tensors: digest first, then exact bytes."""
+    by_digest: dict[bytes, list[ir.Value]] = {}
+    for value in values:
+        originals = by_digest.setdefault(_digest(value.const_value), [])  # type: ignore[arg-type]
+        match = next((o for o in originals if _same_bytes(o.const_value, value.const_value)), None)  # type: ignore[arg-type]
+        if match is None:
+            originals.append(value)
+        else:
+            yield value, match
+
+
+def _chunks(tensor: ir.TensorProtocol, size: int = _CHUNK) -> Iterator[bytes | memoryview]:
+    """The tensor's bytes in chunks of ``size``; external data is read from its file, never mapped."""
     if isinstance(tensor, ir.ExternalTensor) and tensor.length is not None:
         with open(tensor.path, "rb") as f:
             f.seek(tensor.offset or 0)
             left = tensor.length
             while left > 0:
-                chunk = f.read(min(_CHUNK, left))
+                chunk = f.read(min(size, left))
                 if not chunk:
                     return
                 left -= len(chunk)
@@ -114,8 +131,8 @@ def _chunks(tensor: ir.TensorProtocol) -> Iterator[bytes | memoryview]:
         return
     array = tensor.numpy()
     data = memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
-    for start in range(0, len(data), _CHUNK):
-        yield data[start:start + _CHUNK]
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
 
 
 def _digest(tensor: ir.TensorProtocol) -> bytes:

@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx_ir as ir
 import pytest
 
-from onnxsmith.ir import count_nodes, load, op_histogram, parse_text
+from onnxsmith.ir import GraphBuilder, count_nodes, load, op_histogram, parse_text, save
 from onnxsmith.passes import PassContext, PassManager, build_pipeline, get_pass, list_pipelines
 from onnxsmith.passes.cleanup import CLEANUP_PIPELINE
 
@@ -110,3 +111,19 @@ def test_generator_is_deterministic_and_its_cli_writes_a_loadable_model(tmp_path
                           capture_output=True, text=True, check=True)
     assert "nodes" in done.stdout
     assert count_nodes(load(out)) == count_nodes(a)
+
+
+def test_cleanup_never_maps_external_weights_it_does_not_fold(tmp_path):
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [1, 256])
+    rng = np.random.default_rng(0)
+    h = b.Relu(b.MatMul(x, b.initializer("w1", rng.standard_normal((256, 256)).astype(np.float32))))
+    h = b.Identity(b.MatMul(h, b.initializer("w2", rng.standard_normal((256, 256)).astype(np.float32))))
+    b.output(h, "y")
+    save(b.build(), tmp_path / "m.onnx", external_data=True)
+    model = load(tmp_path / "m.onnx")
+    weights = [v.const_value for v in model.graph.initializers.values()]
+    assert len(weights) == 2 and all(isinstance(t, ir.ExternalTensor) for t in weights)
+    PassManager("cleanup").run(model)
+    assert op_histogram(model) == {"MatMul": 2, "Relu": 1}
+    assert all(t.raw is None for t in weights)

@@ -72,7 +72,7 @@ def test_subgraph_initializers_are_deduplicated_within_their_graph(helpers):
 
 
 def _large_model(path, *, equal: bool, external: bool):
-    """Two 64 KiB initializers (equal or differing in their last byte)."""
+    """Two 64 KiB initializers (equal, or differing in their last element only)."""
     b = GraphBuilder(opset=17)
     x = b.input("x", "float32", [128, 128])
     first = np.arange(128 * 128, dtype=np.float32).reshape(128, 128)
@@ -85,8 +85,9 @@ def _large_model(path, *, equal: bool, external: bool):
     return load(path)
 
 
-def test_large_tensors_compare_by_digest_then_bytes_in_chunks(tmp_path, monkeypatch):
+def test_large_tensors_compare_by_prefix_digest_then_bytes_in_chunks(tmp_path, monkeypatch):
     monkeypatch.setattr(dedup, "_CHUNK", 1000)
+    monkeypatch.setattr(dedup, "_PREFIX", 100)
     for external in (False, True):
         same = _large_model(tmp_path / f"same{external}.onnx", equal=True, external=external)
         assert DedupInitializers()(same).modified
@@ -97,6 +98,7 @@ def test_large_tensors_compare_by_digest_then_bytes_in_chunks(tmp_path, monkeypa
 
 def test_a_digest_collision_does_not_merge_different_bytes(tmp_path, monkeypatch):
     model = _large_model(tmp_path / "m.onnx", equal=False, external=False)
+    monkeypatch.setattr(dedup, "_PREFIX", 100)
     monkeypatch.setattr(dedup, "_digest", lambda tensor: b"collision")
     assert not DedupInitializers()(model).modified
 
@@ -134,3 +136,16 @@ def test_string_initializers_compare_by_their_strings(helpers):
         }""")
     helpers.run("dedup-initializers", model)
     assert sorted(model.graph.initializers) == ["a", "c"]
+
+
+def test_large_tensors_that_differ_early_are_told_apart_by_their_prefix_alone(tmp_path, monkeypatch):
+    digested: list[str] = []
+    real_digest = dedup._digest
+    monkeypatch.setattr(dedup, "_digest", lambda tensor: (digested.append(tensor.name), real_digest(tensor))[1])
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [256, 256])
+    first = np.arange(256 * 256, dtype=np.float32).reshape(256, 256)
+    y = b.Add(b.Add(x, b.initializer("first", first)), b.initializer("second", first[::-1].copy()))
+    b.output(y, "y")
+    assert not DedupInitializers()(b.build()).modified
+    assert digested == []
