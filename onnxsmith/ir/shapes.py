@@ -1,15 +1,27 @@
 """Shape and type inference on the IR through ONNX's shape inference.
 
-Inference runs on a proto copy that leaves large tensors out (``onnx_ir``'s pass does the same),
-so weights are never read to infer shapes.
+Inference runs on a proto copy of the model in which initializers larger than 1 KiB are declared
+as typed graph inputs instead of carrying data, so weights are never read or copied to infer
+shapes. The inferred types are then written back value by value (main graph and subgraphs,
+matched by name), without deserializing the inferred model: that keeps inference linear and
+cheap on graphs with hundreds of thousands of nodes.
 """
 
 from __future__ import annotations
 
+import logging
+
+import onnx
 import onnx_ir as ir
-from onnx_ir.passes.common import ShapeInferencePass
 
 __all__ = ["infer_shapes"]
+
+log = logging.getLogger(__name__)
+
+#: Initializers larger than this are given to ONNX shape inference as typed inputs without data.
+_DATA_LIMIT_BYTES = 1024
+
+_TypeKey = tuple[ir.DataType, tuple | None]
 
 
 def infer_shapes(model: ir.Model, *, strict: bool = False) -> bool:
@@ -19,5 +31,91 @@ def infer_shapes(model: ir.Model, *, strict: bool = False) -> bool:
         model: The model to annotate.
         strict: Raise on inference errors instead of keeping what could be inferred.
     """
-    result = ShapeInferencePass(check_type=strict, strict_mode=strict, data_prop=True)(model)
-    return bool(result.modified)
+    proto = _inference_proto(model)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto, check_type=strict, strict_mode=strict, data_prop=True)
+    except Exception as e:  # onnx raises InferenceError, ValidationError or RuntimeError
+        if strict:
+            raise
+        log.warning("shape inference failed, model left unchanged: %s", str(e).strip().splitlines()[0] if str(e) else e)
+        return False
+    return _apply(model.graph, inferred.graph, {})
+
+
+def _inference_proto(model: ir.Model) -> onnx.ModelProto:
+    """The model as a proto, with large initializers turned into data-free graph inputs."""
+    graph = model.graph
+    inputs, small = list(graph.inputs), []
+    input_ids = {id(v) for v in inputs}
+    for value in graph.initializers.values():
+        tensor = value.const_value
+        if tensor is not None and _nbytes(tensor) <= _DATA_LIMIT_BYTES:
+            small.append(value)
+        elif id(value) not in input_ids:
+            inputs.append(value)
+    view = ir.GraphView(inputs, graph.outputs, nodes=graph, initializers=small,
+                        opset_imports=graph.opset_imports, name=graph.name)
+    return ir.serde.serialize_model(ir.Model(view, ir_version=model.ir_version,
+                                             functions=list(model.functions.values())))
+
+
+def _nbytes(tensor: ir.TensorProtocol) -> int:
+    try:
+        return tensor.nbytes
+    except TypeError:  # string tensors have no fixed item size
+        return _DATA_LIMIT_BYTES + 1
+
+
+def _apply(graph: ir.Graph, proto: onnx.GraphProto, cache: dict[bytes, _TypeKey | None]) -> bool:
+    """Writes the inferred types of ``proto`` (the inferred copy of ``graph``) back into ``graph``."""
+    by_name: dict[str, ir.Value] = {}
+    for node in graph:
+        for out in node.outputs:
+            if out.name:
+                by_name[out.name] = out
+    for value in graph.outputs:
+        if value.name:
+            by_name[value.name] = value
+    changed = False
+    for info in (*proto.value_info, *proto.output):
+        value = by_name.get(info.name)
+        if value is not None and info.HasField("type"):
+            changed |= _set_type(value, info.type, cache)
+    for node, node_proto in zip(graph, proto.node):
+        for attr in node_proto.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                changed |= _apply(node.attributes[attr.name].as_graph(), attr.g, cache)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for sub, sub_proto in zip(node.attributes[attr.name].as_graphs(), attr.graphs):
+                    changed |= _apply(sub, sub_proto, cache)
+    return changed
+
+
+def _tensor_key(type_proto: onnx.TypeProto) -> _TypeKey | None:
+    """(dtype, dims) of a tensor type; None for other types (sequences, optionals...)."""
+    if not type_proto.HasField("tensor_type") or not type_proto.tensor_type.elem_type:
+        return None
+    shape = ir.serde.deserialize_type_proto_for_shape(type_proto)
+    return ir.DataType(type_proto.tensor_type.elem_type), None if shape is None else tuple(shape.dims)
+
+
+def _set_type(value: ir.Value, type_proto: onnx.TypeProto, cache: dict[bytes, _TypeKey | None]) -> bool:
+    """Refines the value's type and shape with inferred ones; fresh objects per value (they are mutable)."""
+    serialized = type_proto.SerializeToString()
+    if serialized not in cache:
+        cache[serialized] = _tensor_key(type_proto)
+    key = cache[serialized]
+    if key is None:
+        new_type = ir.serde.deserialize_type_proto_for_type(type_proto)
+        new_shape = ir.serde.deserialize_type_proto_for_shape(type_proto)
+    else:
+        new_type = ir.TensorType(key[0])
+        new_shape = None if key[1] is None else ir.Shape(key[1])
+    changed = False
+    if new_type is not None and value.type != new_type:
+        value.type = new_type
+        changed = True
+    if new_shape is not None and value.shape != new_shape:
+        value.shape = new_shape
+        changed = True
+    return changed

@@ -1,0 +1,154 @@
+"""Benchmark: onnxsmith's ``cleanup`` pipeline against onnxsim and onnxslim on one synthetic model.
+
+Each tool runs in its own subprocess pinned to one core (single-threaded onnxruntime), timing
+load + optimize + save, and reporting peak RSS and the node count of its output. Every output is
+then checked for numeric equivalence with the input in onnxruntime on the same random inputs.
+
+    python tools/bench_cleanup.py --nodes 100000            # the BENCHMARKS.md figure
+    python tools/bench_cleanup.py --nodes 20000 --tools onnxsmith,onnxslim
+
+Needs the bench extra: ``pip install -e '.[bench]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TOOLS = ("onnxsmith", "onnxsim", "onnxslim")
+
+
+def _single_core() -> None:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+
+
+def _count_nodes(path: str) -> int:
+    import onnx
+
+    model = onnx.load(path, load_external_data=False)
+
+    def count(graph) -> int:
+        total = 0
+        for node in graph.node:
+            total += 1
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    total += count(attr.g)
+                total += sum(count(g) for g in attr.graphs)
+        return total
+
+    return count(model.graph)
+
+
+def worker(tool: str, src: str, dst: str) -> dict:
+    """Runs one tool on ``src`` and writes ``dst``; returns timing and sizes."""
+    _single_core()
+    t0 = time.perf_counter()
+    if tool == "onnxsmith":
+        import onnxsmith
+        from onnxsmith.passes import PassManager
+
+        model = onnxsmith.load(src)
+        PassManager("cleanup", verify="structural").run(model)
+        onnxsmith.save(model, dst)
+    elif tool == "onnxsim":
+        import onnx
+        import onnxsim
+
+        model, ok = onnxsim.simplify(onnx.load(src), check_n=0)
+        onnx.save(model, dst)
+    elif tool == "onnxslim":
+        import onnx
+        import onnxslim
+
+        model = onnxslim.slim(onnx.load(src))
+        onnx.save(model, dst)
+    else:
+        raise SystemExit(f"unknown tool {tool}")
+    seconds = time.perf_counter() - t0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"tool": tool, "seconds": seconds, "peak_rss_mb": peak_mb, "nodes": _count_nodes(dst)}
+
+
+def _equivalent(reference: str, candidate: str) -> str:
+    """Max abs error of candidate vs reference on random inputs ('n/a' if ORT cannot run it)."""
+    import onnxsmith
+    from onnxsmith.verify import generate_inputs
+    from onnxsmith.verify._session import run_model
+
+    ref = onnxsmith.load(reference)
+    inputs = generate_inputs(ref)
+    try:
+        expected = run_model(ref, inputs)
+        actual = run_model(onnxsmith.load(candidate), inputs)
+    except onnxsmith.OnnxsmithError as e:
+        return f"n/a ({e.message[:60]})"
+    import numpy as np
+
+    return f"{max(float(np.max(np.abs(e.astype(np.float64) - a))) for e, a in zip(expected, actual)):.2g}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tools", default=",".join(TOOLS))
+    parser.add_argument("--timeout", type=float, default=1200, help="seconds per tool")
+    parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime equivalence check")
+    parser.add_argument("--worker", nargs=3, metavar=("TOOL", "SRC", "DST"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(*args.worker)))
+        return
+
+    sys.path.insert(0, str(HERE))
+    from synthetic import make_model  # tools/synthetic.py
+
+    import onnxsmith
+
+    with tempfile.TemporaryDirectory(prefix="bench-cleanup-") as tmp:
+        src = os.path.join(tmp, "input.onnx")
+        onnxsmith.save(make_model(args.nodes, args.seed), src)
+        results = [{"tool": "input", "seconds": 0.0, "peak_rss_mb": 0.0, "nodes": _count_nodes(src)}]
+        for tool in args.tools.split(","):
+            dst = os.path.join(tmp, f"{tool}.onnx")
+            try:
+                proc = subprocess.run([sys.executable, __file__, "--worker", tool, src, dst],
+                                      capture_output=True, text=True, timeout=args.timeout)
+            except subprocess.TimeoutExpired:
+                results.append({"tool": tool, "seconds": float("inf"), "peak_rss_mb": float("nan"),
+                                "nodes": -1, "error": f"timed out after {args.timeout:.0f}s"})
+                continue
+            if proc.returncode != 0:
+                last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+                results.append({"tool": tool, "seconds": float("nan"), "peak_rss_mb": float("nan"),
+                                "nodes": -1, "error": last[:120]})
+                continue
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            if not args.no_check:
+                result["max_abs_err"] = _equivalent(src, dst)
+            results.append(result)
+
+    ours = next((r for r in results if r["tool"] == "onnxsmith"), None)
+    print(f"cleanup benchmark: synthetic model, {args.nodes} nodes requested, seed {args.seed}, one core")
+    print(f"{'tool':<10} {'seconds':>9} {'x onnxsmith':>12} {'peak MB':>9} {'nodes':>8} {'max abs err':>12}  note")
+    for r in results:
+        ratio = (f"{r['seconds'] / ours['seconds']:.1f}x" if ours and r["tool"] not in ("input", "onnxsmith")
+                 and ours["seconds"] > 0 and r["seconds"] == r["seconds"] else "")
+        print(f"{r['tool']:<10} {r['seconds']:>9.2f} {ratio:>12} {r['peak_rss_mb']:>9.0f} {r['nodes']:>8} "
+              f"{r.get('max_abs_err', ''):>12}  {r.get('error', '')}")
+
+
+if __name__ == "__main__":
+    main()
