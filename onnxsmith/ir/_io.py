@@ -37,7 +37,7 @@ from google.protobuf.message import DecodeError
 from onnxsmith.errors import ModelInputError, OutputError
 from onnxsmith.ir._proto_extras import deserialize, finish_proto, model_graphs, sparse_detached
 from onnxsmith.ir._validate import check_tensors, iter_tensors, shown_path
-from onnxsmith.ir.queries import has_external_data, tensor_bytes
+from onnxsmith.ir.queries import all_nodes, has_external_data, tensor_bytes
 
 __all__ = ["AUTO_EXTERNAL_BYTES", "EXTERNAL_THRESHOLD_BYTES", "PROTOBUF_LIMIT", "load", "load_proto_checked",
            "save"]
@@ -250,9 +250,9 @@ def _attribute_tensors(attr: ir.Attr) -> list[ir.TensorProtocol]:
 
 def _all_nodes(model: ir.Model) -> Iterator[ir.Node]:
     """Nodes of the main graph, its subgraphs and model-local functions."""
-    yield from ir.traversal.RecursiveGraphIterator(model.graph)
+    yield from all_nodes(model.graph)
     for function in model.functions.values():
-        yield from ir.traversal.RecursiveGraphIterator(function)
+        yield from all_nodes(function)
 
 
 def _all_tensors(model: ir.Model) -> Iterator[ir.TensorProtocol]:

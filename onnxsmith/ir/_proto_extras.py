@@ -36,6 +36,7 @@ import onnx_ir as ir
 
 from onnxsmith.errors import ModelInputError
 from onnxsmith.ir._validate import iter_tensors, quoted
+from onnxsmith.ir.queries import all_graphs
 
 __all__ = [
     "SPARSE_META_KEY",
@@ -187,10 +188,11 @@ def _drop_redundant_value_info(graph_proto: onnx.GraphProto) -> None:
 
 
 def model_graphs(model: ir.Model) -> Iterator[ir.Graph]:
-    """The main graph, its subgraphs and those of model-local functions."""
-    yield from model.graphs()
+    """The main graph, its subgraphs and those of model-local functions (each once, outer before inner)."""
+    seen: dict[ir.Graph, None] = dict.fromkeys(all_graphs(model.graph))
     for function in model.functions.values():
-        yield from function.subgraphs()
+        seen.update(dict.fromkeys(graph for graph in all_graphs(function) if graph is not function))
+    yield from seen
 
 
 def _graph_protos(proto: onnx.ModelProto) -> Iterator[onnx.GraphProto]:

@@ -7,29 +7,49 @@ from collections.abc import Iterator
 
 import onnx_ir as ir
 
-__all__ = ["all_graphs", "all_nodes", "count_nodes", "op_histogram", "tensor_bytes", "has_external_data", "op_key"]
+__all__ = ["all_graphs", "all_nodes", "count_nodes", "has_external_data", "node_subgraphs", "op_histogram", "op_key",
+           "tensor_bytes"]
 
 
-def all_graphs(model: ir.Model | ir.Graph) -> Iterator[ir.Graph]:
-    """The main graph and every subgraph (If/Loop/Scan bodies), depth first."""
+_GRAPH = ir.AttributeType.GRAPH
+_GRAPHS = ir.AttributeType.GRAPHS
+
+
+def node_subgraphs(node: ir.Node) -> list[ir.Graph]:
+    """The graphs held by the node's attributes (If branches, Loop and Scan bodies), in order."""
+    found: list[ir.Graph] = []
+    for attr in node.attributes.data.values():  # the plain dict: iterating the UserDict costs more
+        kind = attr.type
+        if (kind is _GRAPH or kind is _GRAPHS) and not attr.is_ref():
+            if kind is _GRAPH:
+                found.append(attr.value)
+            else:
+                found.extend(attr.value)
+    return found
+
+
+def all_graphs(model: ir.Model | ir.Graph | ir.Function) -> Iterator[ir.Graph]:
+    """The main graph (or the function) and every subgraph (If/Loop/Scan bodies), depth first."""
     graph = model.graph if isinstance(model, ir.Model) else model
     yield graph
-    for node in ir.traversal.RecursiveGraphIterator(graph):
-        for attr in node.attributes.values():
-            if attr.type == ir.AttributeType.GRAPH:
-                yield attr.value
-            elif attr.type == ir.AttributeType.GRAPHS:
-                yield from attr.value
+    for node in graph:
+        if node.attributes.data:
+            for sub in node_subgraphs(node):
+                yield from all_graphs(sub)
 
 
-def all_nodes(model: ir.Model | ir.Graph) -> Iterator[ir.Node]:
-    """Every node of the graph and its subgraphs (not of model-local functions)."""
+def all_nodes(model: ir.Model | ir.Graph | ir.Function) -> Iterator[ir.Node]:
+    """Every node of the graph and its subgraphs (not of model-local functions), each before its subgraphs."""
     graph = model.graph if isinstance(model, ir.Model) else model
-    return iter(ir.traversal.RecursiveGraphIterator(graph))
+    for node in graph:
+        yield node
+        if node.attributes.data:
+            for sub in node_subgraphs(node):
+                yield from all_nodes(sub)
 
 
 def count_nodes(model: ir.Model | ir.Graph) -> int:
-    return sum(1 for _ in all_nodes(model))
+    return sum(len(graph) for graph in all_graphs(model))
 
 
 def op_key(node: ir.Node) -> str:

@@ -12,9 +12,12 @@ Checked for the main graph and, recursively, for subgraphs (which may read outer
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import onnx_ir as ir
 
 from onnxsmith.errors import VerificationError
+from onnxsmith.ir.queries import node_subgraphs
 
 __all__ = ["verify_structure", "structure_problems"]
 
@@ -33,7 +36,7 @@ def structure_problems(model: ir.Model, *, limit: int = 20) -> list[str]:
     problems: list[str] = []
     domains = set(model.opset_imports) | set(model.graph.opset_imports)
     functions = {(f.domain, f.name) for f in model.functions.values()}
-    _check_graph(model.graph, set(), (), domains, functions, problems, limit, top=True)
+    _check_graph(model.graph, (), (), domains, functions, problems, limit, top=True)
     return problems[:limit]
 
 
@@ -41,14 +44,36 @@ def _label(node: ir.Node) -> str:
     return f"node '{node.name}' ({node.op_type})" if node.name else f"a {node.op_type} node"
 
 
-def _check_graph(graph: ir.Graph, outer: set[int], enclosing: tuple[ir.Graph, ...], domains: set[str], functions: set[tuple[str, str]],
-                 problems: list[str], limit: int, *, top: bool) -> None:
-    defined: set[int] = set(outer)
+def _domain_problems(node: ir.Node, domains: set[str], functions: set[tuple[str, str]]) -> list[str]:
+    found = []
+    if node.domain not in domains and node.domain != "ai.onnx" and (node.domain, node.op_type) not in functions:
+        found.append(f"{_label(node)} uses domain '{node.domain}' without an opset import")
+    if node.domain in ("", "ai.onnx") and "" not in domains and "ai.onnx" not in domains:
+        found.append(f"{_label(node)} needs the default ONNX opset import")
+    return found
+
+
+def _good_domains(domains: set[str]) -> set[str]:
+    """Domains for which ``_domain_problems`` finds nothing, whatever the op type."""
+    default_imported = "" in domains or "ai.onnx" in domains
+    return {d for d in (*domains, "ai.onnx") if default_imported or d not in ("", "ai.onnx")}
+
+
+def _check_graph(graph: ir.Graph, outer: tuple[set[ir.Value | None], ...], enclosing: tuple[ir.Graph, ...],
+                 domains: set[str], functions: set[tuple[str, str]], problems: list[str], limit: int, *,
+                 top: bool) -> None:
+    """Checks one graph in a single pass over its nodes.
+
+    ``defined`` holds the values defined so far in this graph (and ``None``, the empty input), so
+    the common case, a node whose inputs are all defined, is one C-level ``issuperset``; only a
+    failing node is looked at input by input (against the enclosing scopes in ``outer``).
+    """
+    defined: set[ir.Value | None] = {None}
     scopes = (*enclosing, graph)
     names: dict[str, ir.Value] = {}
 
     def define(value: ir.Value, what: str) -> None:
-        defined.add(id(value))
+        defined.add(value)
         if value.name:
             other = names.get(value.name)
             if other is not None and other is not value:
@@ -60,39 +85,48 @@ def _check_graph(graph: ir.Graph, outer: set[int], enclosing: tuple[ir.Graph, ..
         if top and (value.type is None or value.dtype is None):
             problems.append(f"graph input '{value.name}' has no known type")
     for name, value in graph.initializers.items():
-        if id(value) not in defined:
+        if value not in defined:
             define(value, "initializer")
         if value.const_value is None:
             problems.append(f"initializer '{name}' has no tensor")
+    good_domains = _good_domains(domains)
+    inner = (*outer, defined)
     for node in graph:
         if len(problems) >= limit:
             return
-        if node.domain not in domains and node.domain != "ai.onnx" and (node.domain, node.op_type) not in functions:
-            problems.append(f"{_label(node)} uses domain '{node.domain}' without an opset import")
-        if node.domain in ("", "ai.onnx") and "" not in domains and "ai.onnx" not in domains:
-            problems.append(f"{_label(node)} needs the default ONNX opset import")
-        for i, value in enumerate(node.inputs):
-            if value is None:
-                continue
-            if id(value) not in defined:
-                producer = value.producer()
-                if producer is not None and any(producer.graph is g for g in scopes):
-                    problems.append(f"{_label(node)} uses '{value.name}' before {_label(producer)} defines it "
-                                    "(graph not topologically sorted)")
-                else:
-                    problems.append(f"{_label(node)} input {i} '{value.name}' is not defined in the graph")
-        for attr in node.attributes.values():
-            if attr.type == ir.AttributeType.GRAPH:
-                _check_graph(attr.value, defined, scopes, domains, functions, problems, limit, top=False)
-            elif attr.type == ir.AttributeType.GRAPHS:
-                for sub in attr.value:
-                    _check_graph(sub, defined, scopes, domains, functions, problems, limit, top=False)
+        if node.domain not in good_domains:
+            problems.extend(_domain_problems(node, domains, functions))
+        inputs = node.inputs
+        if not defined.issuperset(inputs):
+            _input_problems(node, inputs, inner, scopes, problems)
+        if node.attributes.data:
+            for sub in node_subgraphs(node):
+                _check_graph(sub, inner, scopes, domains, functions, problems, limit, top=False)
         for value in node.outputs:
             if value.producer() is not node:
                 problems.append(f"output '{value.name}' of {_label(node)} records another producer")
-            define(value, f"output of {_label(node)}")
+            name = value.name
+            if name:
+                other = names.get(name)
+                if other is not None and other is not value:
+                    problems.append(f"value name '{name}' is defined twice (output of {_label(node)})")
+                names[name] = value
+            defined.add(value)
     for value in graph.outputs:
-        if id(value) not in defined:
+        if value not in defined and not any(value in scope for scope in outer):
             problems.append(f"graph output '{value.name}' is not defined by any node, input or initializer")
         if top and (value.type is None or value.dtype is None):
             problems.append(f"graph output '{value.name}' has no known type")
+
+
+def _input_problems(node: ir.Node, inputs: Sequence[ir.Value | None], scopes_defined: tuple[set, ...],
+                    scopes: tuple[ir.Graph, ...], problems: list[str]) -> None:
+    for i, value in enumerate(inputs):
+        if any(value in defined for defined in scopes_defined):
+            continue
+        producer = value.producer()
+        if producer is not None and any(producer.graph is g for g in scopes):
+            problems.append(f"{_label(node)} uses '{value.name}' before {_label(producer)} defines it "
+                            "(graph not topologically sorted)")
+        else:
+            problems.append(f"{_label(node)} input {i} '{value.name}' is not defined in the graph")
