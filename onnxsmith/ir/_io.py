@@ -35,8 +35,9 @@ import onnx_ir as ir
 from google.protobuf.message import DecodeError
 
 from onnxsmith.errors import ModelInputError, OutputError
+from onnxsmith.ir._gc import gc_paused
 from onnxsmith.ir._proto_extras import deserialize, finish_proto, model_graphs, sparse_detached
-from onnxsmith.ir._validate import check_tensors, iter_tensors, shown_path
+from onnxsmith.ir._validate import check_tensors, shown_path
 from onnxsmith.ir.queries import all_nodes, has_external_data, tensor_bytes
 
 __all__ = ["AUTO_EXTERNAL_BYTES", "EXTERNAL_THRESHOLD_BYTES", "PROTOBUF_LIMIT", "load", "load_proto_checked",
@@ -64,18 +65,20 @@ def load(path: str | os.PathLike, *, check: bool = True) -> ir.Model:
         ModelInputError: The file is missing, not ONNX, corrupt, invalid or hostile.
     """
     path = Path(path)
-    proto = load_proto_checked(path, check=check)
+    proto, external = _read_proto(path, check=check)
     base_dir = path.resolve().parent
     try:
-        model = deserialize(proto, base_dir)
+        with gc_paused():
+            model = deserialize(proto, base_dir)
     except ModelInputError:
         raise
     except Exception as e:  # onnx_ir raises assorted types on malformed protos
         raise ModelInputError(f"{shown_path(path)} cannot be read into the IR: {_first_line(e)}",
                               "the file is corrupt or uses an unsupported construct") from e
-    for tensor in _all_tensors(model):
-        if isinstance(tensor, ir.ExternalTensor):
-            tensor.base_dir = base_dir
+    if external:
+        for tensor in _all_tensors(model):
+            if isinstance(tensor, ir.ExternalTensor):
+                tensor.base_dir = base_dir
     return model
 
 
@@ -85,7 +88,11 @@ def load_proto_checked(path: str | os.PathLike, *, check: bool = True) -> onnx.M
     Raises:
         ModelInputError: As for :func:`load`.
     """
-    path = Path(path)
+    return _read_proto(Path(path), check=check)[0]
+
+
+def _read_proto(path: Path, *, check: bool) -> tuple[onnx.ModelProto, bool]:
+    """:func:`load_proto_checked`, also telling whether any tensor stores its data externally."""
     shown = shown_path(path)
     if not path.exists():
         raise ModelInputError(f"model file not found: {shown}", "check the path")
@@ -107,25 +114,21 @@ def load_proto_checked(path: str | os.PathLike, *, check: bool = True) -> onnx.M
     if not proto.HasField("graph") or proto.ir_version <= 0:
         raise ModelInputError(f"{shown} is not an ONNX model (no graph or ir_version)",
                               "pass a .onnx file exported by a framework")
-    check_tensors(proto, path)
+    external = check_tensors(proto, path)
     if check:
-        _run_checker(proto, path)
-    return proto
+        _run_checker(proto, path, external)
+    return proto, external
 
 
-def _run_checker(proto: onnx.ModelProto, path: Path) -> None:
+def _run_checker(proto: onnx.ModelProto, path: Path, external: bool) -> None:
     # With a ModelProto the checker resolves external data against the working directory;
     # given the path it uses the model's folder (and re-reads only the small protobuf).
-    target: onnx.ModelProto | str = str(path) if _uses_external_data(proto) else proto
+    target: onnx.ModelProto | str = str(path) if external else proto
     try:
         onnx.checker.check_model(target)
     except onnx.checker.ValidationError as e:
         raise ModelInputError(f"{shown_path(path)} fails the ONNX checker: {_first_line(e)}",
                               "fix the exporter output, or re-export with a supported opset") from e
-
-
-def _uses_external_data(proto: onnx.ModelProto) -> bool:
-    return any(t.data_location == onnx.TensorProto.EXTERNAL for _, t in iter_tensors(proto))
 
 
 def _first_line(error: BaseException, limit: int = 200) -> str:
@@ -171,8 +174,9 @@ def save(
     except OSError as e:
         raise OutputError(f"cannot write in {shown_path(folder)}: {e.strerror}", "choose another output path") from e
     try:
-        proto, fresh, inlined = _serialize(model, staging, data_name if external_data else None,
-                                           size_threshold_bytes)
+        with gc_paused():
+            proto, fresh, inlined = _serialize(model, staging, data_name if external_data else None,
+                                               size_threshold_bytes)
         (staging / path.name).write_bytes(proto)
         if any(isinstance(tensor, ir.ExternalTensor) for tensor in fresh.values()):
             os.replace(staging / data_name, data_path)

@@ -109,14 +109,16 @@ def deserialize(proto: onnx.ModelProto, base_dir: Path) -> ir.Model:
     """
     training = [onnx.TrainingInfoProto.FromString(t.SerializeToString()) for t in proto.training_info]
     proto.ClearField("training_info")
+    has_sparse = False
     for graph_proto in _graph_protos(proto):
         for sparse in graph_proto.sparse_initializer:
+            has_sparse = True
             placeholder = graph_proto.initializer.add()
             placeholder.name = sparse.values.name
             placeholder.data_type = sparse.values.data_type
             placeholder.dims.extend(sparse.dims)
     model = ir.serde.deserialize_model(proto)
-    for graph, graph_proto in _paired_graphs(model, proto):
+    for graph, graph_proto in _paired_graphs(model, proto) if has_sparse else ():
         for sparse in graph_proto.sparse_initializer:
             value = graph.initializers[sparse.values.name]
             source = SparseSource(_copy(sparse), base_dir)  # a view would keep the whole ModelProto alive
@@ -209,6 +211,8 @@ def _graph_and_subgraphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
 
 def _subgraphs(nodes: Iterable[onnx.NodeProto]) -> Iterator[onnx.GraphProto]:
     for node in nodes:
+        if not node.attribute:
+            continue
         for attr in node.attribute:
             if attr.HasField("g"):
                 yield from _graph_and_subgraphs(attr.g)

@@ -18,16 +18,17 @@ line naming the tensor and the file.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import onnx
 
 from onnxsmith.errors import ModelInputError
 
-__all__ = ["check_tensors", "iter_tensors", "quoted", "shown_path"]
+__all__ = ["Where", "check_tensors", "iter_tensors", "quoted", "shown_path"]
 
 _PACKED_4BIT = {
     onnx.TensorProto.INT4,
@@ -54,50 +55,80 @@ def shown_path(path: str | os.PathLike) -> str:
     return text if text.isprintable() else quoted(text, limit=200)
 
 
-def iter_tensors(proto: onnx.ModelProto) -> Iterator[tuple[str, onnx.TensorProto]]:
+class Where:
+    """Where a tensor sits in the file, spelled out only when a message needs it.
+
+    A location is its parent's text, then ``text``, then the quoted ``name`` (if any), then
+    ``suffix``; building one is cheap, so walking a large file describes nothing it does not report.
+    """
+
+    __slots__ = ("_parent", "_text", "_name", "_suffix")
+
+    def __init__(self, parent: Where | None, text: str, name: str | None = None, suffix: str = "") -> None:
+        self._parent, self._text, self._name, self._suffix = parent, text, name, suffix
+
+    def __str__(self) -> str:
+        parent = "" if self._parent is None else str(self._parent)
+        name = "" if self._name is None else quoted(self._name)
+        return f"{parent}{self._text}{name}{self._suffix}"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+def iter_tensors(proto: onnx.ModelProto) -> Iterator[tuple[Where, onnx.TensorProto]]:
     """Every TensorProto in the model with a description of where it sits."""
-    yield from _graph_tensors(proto.graph, "")
+    yield from _graph_tensors(proto.graph, None)
     for fn in proto.functions:
-        for node in fn.node:
-            yield from _node_tensors(node, f"function {quoted(fn.name)} ")
+        yield from _nodes_tensors(fn.node, Where(None, "function ", fn.name, " "))
 
 
-def _graph_tensors(graph: onnx.GraphProto, where: str) -> Iterator[tuple[str, onnx.TensorProto]]:
+def _graph_tensors(graph: onnx.GraphProto, where: Where | None) -> Iterator[tuple[Where, onnx.TensorProto]]:
     for t in graph.initializer:
-        yield f"{where}initializer {quoted(t.name)}", t
+        yield Where(where, "initializer ", t.name), t
     for st in graph.sparse_initializer:
-        yield f"{where}sparse initializer {quoted(st.values.name)}", st.values
-        yield f"{where}sparse initializer {quoted(st.values.name)} indices", st.indices
-    for node in graph.node:
-        yield from _node_tensors(node, where)
+        yield Where(where, "sparse initializer ", st.values.name), st.values
+        yield Where(where, "sparse initializer ", st.values.name, " indices"), st.indices
+    yield from _nodes_tensors(graph.node, where)
 
 
-def _node_tensors(node: onnx.NodeProto, where: str) -> Iterator[tuple[str, onnx.TensorProto]]:
-    label = f"{where}node {quoted(node.name or node.op_type)}"
+def _nodes_tensors(nodes: Iterable[onnx.NodeProto], where: Where | None) -> Iterator[tuple[Where, onnx.TensorProto]]:
+    for node in nodes:
+        if node.attribute:  # most nodes have none: skip the generator
+            yield from _node_tensors(node, where)
+
+
+def _node_tensors(node: onnx.NodeProto, where: Where | None) -> Iterator[tuple[Where, onnx.TensorProto]]:
+    label = Where(where, "node ", node.name or node.op_type)
     for attr in node.attribute:
         if attr.HasField("t"):
-            yield f"{label} attribute {quoted(attr.name)}", attr.t
+            yield Where(label, " attribute ", attr.name), attr.t
         for t in attr.tensors:
-            yield f"{label} attribute {quoted(attr.name)}", t
+            yield Where(label, " attribute ", attr.name), t
         if attr.HasField("sparse_tensor"):
-            yield f"{label} attribute {quoted(attr.name)} values", attr.sparse_tensor.values
-            yield f"{label} attribute {quoted(attr.name)} indices", attr.sparse_tensor.indices
+            yield Where(label, " attribute ", attr.name, " values"), attr.sparse_tensor.values
+            yield Where(label, " attribute ", attr.name, " indices"), attr.sparse_tensor.indices
         if attr.HasField("g"):
-            yield from _graph_tensors(attr.g, f"{label} subgraph: ")
+            yield from _graph_tensors(attr.g, Where(label, " subgraph: "))
         for g in attr.graphs:
-            yield from _graph_tensors(g, f"{label} subgraph: ")
+            yield from _graph_tensors(g, Where(label, " subgraph: "))
 
 
-def check_tensors(proto: onnx.ModelProto, model_path: Path) -> None:
+def check_tensors(proto: onnx.ModelProto, model_path: Path) -> bool:
     """Raises ModelInputError for the first tensor whose data does not match its header.
 
     Args:
         proto: The parsed model, external data not loaded.
         model_path: The ``.onnx`` file; external data is resolved in its folder.
+
+    Returns:
+        Whether any tensor stores its data externally.
     """
     base_dir = model_path.resolve().parent
+    external = False
     for where, tensor in iter_tensors(proto):
-        _check_tensor(tensor, where, base_dir, model_path.name)
+        external |= _check_tensor(tensor, where, base_dir, model_path.name)
+    return external
 
 
 def _expected_nbytes(tensor: onnx.TensorProto, numel: int) -> int | None:
@@ -108,11 +139,16 @@ def _expected_nbytes(tensor: onnx.TensorProto, numel: int) -> int | None:
         return (numel + 3) // 4
     if tensor.data_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
         return None
+    itemsize = _itemsize(tensor.data_type)
+    return None if itemsize is None else numel * itemsize
+
+
+@functools.cache
+def _itemsize(data_type: int) -> int | None:
     try:
-        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+        return onnx.helper.tensor_dtype_to_np_dtype(data_type).itemsize
     except (KeyError, TypeError, ValueError):
         return None
-    return numel * itemsize
 
 
 def _expected_typed_count(tensor: onnx.TensorProto, numel: int) -> int:
@@ -126,8 +162,9 @@ def _expected_typed_count(tensor: onnx.TensorProto, numel: int) -> int:
     return numel
 
 
-def _check_tensor(tensor: onnx.TensorProto, where: str, base_dir: Path, file_name: str) -> None:
-    where = f"{where} in {quoted(file_name)}"
+def _check_tensor(tensor: onnx.TensorProto, where: Where, base_dir: Path, file_name: str) -> bool:
+    """Checks one tensor against its header; returns whether its data is external."""
+    where = Where(where, " in ", file_name)
     shape = list(tensor.dims)
     if any(d < 0 for d in shape):
         raise ModelInputError(f"{where} has a negative dimension in shape {shape}", "the file is corrupt")
@@ -135,20 +172,20 @@ def _check_tensor(tensor: onnx.TensorProto, where: str, base_dir: Path, file_nam
     expected = _expected_nbytes(tensor, numel)
     if tensor.data_location == onnx.TensorProto.EXTERNAL:
         _check_external(tensor, where, base_dir, expected)
-        return
+        return True
     if tensor.HasField("raw_data"):
         if expected is not None and len(tensor.raw_data) != expected:
             raise ModelInputError(
                 f"{where} declares shape {shape} ({expected} bytes) but holds {len(tensor.raw_data)} bytes",
                 "the file is corrupt or was truncated",
             )
-        return
+        return False
     counts = [(field, len(getattr(tensor, field))) for field in _TYPED_FIELDS if len(getattr(tensor, field))]
     if not counts:
         if numel != 0:
             raise ModelInputError(f"{where} declares shape {shape} but holds no data",
                                   "the file is corrupt or was truncated")
-        return
+        return False
     field, count = counts[0]
     want = _expected_typed_count(tensor, numel)
     if count != want:
@@ -156,9 +193,10 @@ def _check_tensor(tensor: onnx.TensorProto, where: str, base_dir: Path, file_nam
             f"{where} declares shape {shape} ({want} values) but holds {count} in {field}",
             "the file is corrupt or was truncated",
         )
+    return False
 
 
-def _external_info(tensor: onnx.TensorProto, where: str) -> tuple[str, int, int | None]:
+def _external_info(tensor: onnx.TensorProto, where: Where) -> tuple[str, int, int | None]:
     info = {entry.key: entry.value for entry in tensor.external_data}
     location = info.get("location", "")
     if not location:
@@ -174,7 +212,7 @@ def _external_info(tensor: onnx.TensorProto, where: str) -> tuple[str, int, int 
     return location, offset, length
 
 
-def _check_external(tensor: onnx.TensorProto, where: str, base_dir: Path, expected: int | None) -> None:
+def _check_external(tensor: onnx.TensorProto, where: Where, base_dir: Path, expected: int | None) -> None:
     location, offset, length = _external_info(tensor, where)
     shown = quoted(location)
     if os.path.isabs(location) or location.startswith(("/", "\\")) or location[1:2] == ":":

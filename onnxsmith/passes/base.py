@@ -102,6 +102,8 @@ class Pass:
         requires / provides / preserves: Property contract (see module docstring).
         after / before: Names of passes that must run earlier / later when both are present.
         tolerance: Numeric tolerance the pass promises (used by ``--verify numeric`` and check_pass).
+        idempotent: Running the pass twice in a row changes nothing the second time, so the
+            manager skips a rerun when no pass changed the model since the last run.
     """
 
     name: ClassVar[str] = ""
@@ -112,6 +114,7 @@ class Pass:
     after: ClassVar[tuple[str, ...]] = ()
     before: ClassVar[tuple[str, ...]] = ()
     tolerance: ClassVar[Tolerance] = Tolerance()
+    idempotent: ClassVar[bool] = False
 
     def __init__(self, options: Any = None, **kwargs: Any) -> None:
         if options is not None and kwargs:

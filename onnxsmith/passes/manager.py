@@ -6,12 +6,14 @@ count and tensor bytes before and after, runs the structural verifier (default),
 inputs, within the sum of the tolerances of the passes run so far; the first pass that breaks
 equivalence is named. In debug mode a fingerprint catches a pass that reports ``modified=False``
 but changed the model.
+
+An idempotent pass (``Pass.idempotent``) is not rerun when no pass changed the model since it
+last ran with the same options: the rerun could only report ``modified=False``. Its record says
+``skipped``. Debug mode reruns it anyway and fails if the rerun changes the model.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import hashlib
 import logging
 import time
@@ -23,6 +25,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxsmith.errors import OnnxsmithError, PassFailedError, PipelineError, VerificationError
+from onnxsmith.ir._gc import gc_paused
 from onnxsmith.ir.queries import count_nodes, tensor_bytes
 from onnxsmith.passes.base import Pass, PassContext, Tolerance
 from onnxsmith.passes.pipeline import build_pipeline, check_order, have_after, pipeline_string
@@ -77,23 +80,6 @@ class PipelineReport:
         }
 
 
-@contextlib.contextmanager
-def _gc_paused():
-    """Pauses the cyclic garbage collector while a pass runs.
-
-    Passes allocate many small objects on big graphs, and every automatic collection rescans the
-    whole model (half the time of shape inference on a 100k-node graph); cyclic garbage left by
-    the pass is collected by the next automatic collection after it.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _fingerprint(model: ir.Model) -> str:
     proto = ir.to_proto(model)
     return hashlib.sha256(proto.SerializeToString(deterministic=True)).hexdigest()
@@ -145,7 +131,14 @@ class PassManager:
         start = time.perf_counter()
         sizes = None
         for p in self.passes:
-            record = self._run_one(p, model, ctx, sizes)
+            rerun = _needless_rerun(p, report.records)
+            if rerun and not ctx.debug:
+                record = self._skip(p, ctx, report.records[-1])
+            else:
+                record = self._run_one(p, model, ctx, sizes)
+                if rerun and record.modified:
+                    raise PassFailedError(f"pass '{p.name}' is declared idempotent but changed the model when rerun",
+                                          "fix the pass, or set idempotent = False on it")
             sizes = (record.nodes_after, record.bytes_after)
             report.records.append(record)
             tolerance = tolerance + p.tolerance
@@ -169,7 +162,7 @@ class PassManager:
         before = _fingerprint(model) if ctx.debug else None
         t0 = time.perf_counter()
         try:
-            with _gc_paused():
+            with gc_paused():  # passes allocate many objects that stay alive; see onnxsmith.ir._gc
                 result = p.run(model, ctx)
         except OnnxsmithError:
             raise
@@ -193,6 +186,13 @@ class PassManager:
         log.info("%s: %s in %.3fs, nodes %d -> %d", p.name, "modified" if record.modified else "unchanged",
                  seconds, record.nodes_before, record.nodes_after)
         return record
+
+    def _skip(self, p: Pass, ctx: PassContext, previous: PassRecord) -> PassRecord:
+        """The record of an idempotent pass not rerun because the model is unchanged since its last run."""
+        ctx.properties |= set(p.provides)
+        log.info("%s: unchanged (skipped: model unchanged since it last ran)", p.name)
+        nodes, size = previous.nodes_after, previous.bytes_after
+        return PassRecord(p.name, p.spec(), False, 0.0, nodes, nodes, size, size, {"skipped": 1})
 
     def _reference(self, model: ir.Model) -> tuple[dict[str, np.ndarray], list[np.ndarray], list[str]]:
         from onnxsmith.verify.inputs import generate_inputs
@@ -230,6 +230,19 @@ class PassManager:
                 f"(tolerance rtol={tolerance.rtol:g}, atol={tolerance.atol:g})",
                 "exclude that pass or report it with the model")
         return max((d["max_abs"] for d in diffs), default=0.0)
+
+
+def _needless_rerun(p: Pass, records: Sequence[PassRecord]) -> bool:
+    """Whether ``p`` is idempotent and ran before with the same options, with no change to the model since."""
+    if not p.idempotent:
+        return False
+    spec = p.spec()
+    for record in reversed(records):
+        if record.spec == spec:
+            return True
+        if record.modified:
+            return False
+    return False
 
 
 def run_pipeline(model: ir.Model, passes: Sequence[Pass | str] | str, ctx: PassContext | None = None,

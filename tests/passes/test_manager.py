@@ -11,7 +11,7 @@ import pytest
 
 from onnxsmith.errors import PassFailedError, PipelineError, VerificationError
 from onnxsmith.ir import GraphBuilder, parse_text
-from onnxsmith.passes import PassContext, PassManager, PassResult, register_pass
+from onnxsmith.passes import Pass, PassContext, PassManager, PassResult, register_pass
 from onnxsmith.passes.registry import get_pass, load_plugin
 
 MODEL = """
@@ -225,3 +225,50 @@ def test_registration_rules(scratch_registry):
         register_pass(scratch_registry("t-undocumented"))(lambda model, ctx: False)
     with pytest.raises(ValueError, match="kebab-case"):
         register_pass("Bad Name")(_noop)
+
+
+def _idempotent_pass(scratch_registry, name: str, body) -> str:
+    """Registers a class pass declared idempotent that counts its runs in ``ctx.data[name]``."""
+
+    class Counted(Pass):
+        """Counts its runs."""
+
+        idempotent = True
+
+        def run(self, model, ctx):
+            ctx.data[name] = ctx.data.get(name, 0) + 1
+            return PassResult(body(model, ctx))
+
+    Counted.name = scratch_registry(name)
+    register_pass(Counted)
+    return name
+
+
+def test_idempotent_pass_is_not_rerun_on_an_unchanged_model(scratch_registry):
+    counted = _idempotent_pass(scratch_registry, "t-counted", _drop_identity)
+    noop = _register(scratch_registry, "t-noop", _noop)
+    ctx = PassContext()
+    report = PassManager(f"{counted},{noop},{counted}").run(parse_text(MODEL), ctx)
+    assert ctx.data[counted] == 1
+    first, _, rerun = report.records
+    assert first.modified and not rerun.modified
+    assert rerun.stats == {"skipped": 1} and (rerun.nodes_before, rerun.nodes_after) == (2, 2)
+
+
+def test_idempotent_pass_reruns_after_a_change(scratch_registry):
+    counted = _idempotent_pass(scratch_registry, "t-counted", _noop)
+    drop = _register(scratch_registry, "t-drop-identity", _drop_identity)
+    ctx = PassContext()
+    PassManager(f"{counted},{drop},{counted}").run(parse_text(MODEL), ctx)
+    assert ctx.data[counted] == 2
+
+
+def test_debug_mode_reruns_an_idempotent_pass_and_catches_a_false_claim(scratch_registry):
+    def always_append(model, ctx):
+        _negate_outputs(model, ctx)
+        model.graph.outputs[0].name = f"broken{len(model.graph)}"
+        return True
+
+    counted = _idempotent_pass(scratch_registry, "t-counted", always_append)
+    with pytest.raises(PassFailedError, match="declared idempotent but changed the model"):
+        PassManager(f"{counted},{counted}").run(parse_text(MODEL), PassContext(debug=True))

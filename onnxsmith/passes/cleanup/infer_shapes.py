@@ -24,6 +24,7 @@ class InferShapes(Pass):
     name = "infer-shapes"
     provides = frozenset({"shapes"})
     preserves = ALL
+    idempotent = True  # inference on its own output infers nothing new
 
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
         return PassResult(infer_shapes(model))
