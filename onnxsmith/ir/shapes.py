@@ -14,6 +14,8 @@ import logging
 import onnx
 import onnx_ir as ir
 
+from onnxsmith.ir.queries import nbytes
+
 __all__ = ["infer_shapes"]
 
 log = logging.getLogger(__name__)
@@ -61,7 +63,7 @@ def _inference_proto(model: ir.Model) -> onnx.ModelProto:
 
 def _nbytes(tensor: ir.TensorProtocol) -> int:
     try:
-        return tensor.nbytes
+        return nbytes(tensor)
     except TypeError:  # string tensors have no fixed item size
         return _DATA_LIMIT_BYTES + 1
 

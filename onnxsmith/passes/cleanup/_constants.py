@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from onnxsmith.ir.queries import nbytes
+
 __all__ = [
     "NONDETERMINISTIC_OPS",
     "constant_array",
@@ -104,7 +106,7 @@ def constant_tensor(value: ir.Value | None) -> ir.TensorProtocol | None:
 def tensor_nbytes(tensor: ir.TensorProtocol) -> int:
     """Bytes of a tensor's data from its header (string tensors: the bytes of their strings)."""
     try:
-        return int(tensor.nbytes)
+        return int(nbytes(tensor))
     except TypeError:  # plain Tensor of strings has no item size
         return sum(len(s) for s in string_items(tensor))
 

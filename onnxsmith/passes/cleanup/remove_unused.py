@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import onnx_ir as ir
 
+from onnxsmith.ir.queries import all_nodes
 from onnxsmith.passes.base import ALL, Pass, PassContext, PassResult
 from onnxsmith.passes.cleanup._graphs import all_graphs, node_subgraphs, remove_nodes
 from onnxsmith.passes.registry import register_pass
@@ -87,10 +88,12 @@ def _remove_initializers(model: ir.Model) -> int:
 
 
 def _remove_functions(model: ir.Model) -> int:
+    if not model.functions:
+        return 0
     used: set[ir.OperatorIdentifier] = set()
     pending: list[ir.Graph] = [model.graph]
     while pending:
-        for node in ir.traversal.RecursiveGraphIterator(pending.pop()):
+        for node in all_nodes(pending.pop()):
             key = node.op_identifier()
             if key in model.functions and key not in used:
                 used.add(key)
@@ -112,8 +115,8 @@ def _remove_opsets(model: ir.Model) -> int:
     removed = 0
     used_anywhere: set[str] = set()
     for function in model.functions.values():
-        in_function = {node.domain for node in ir.traversal.RecursiveGraphIterator(function.graph)}
+        in_function = {node.domain for node in all_nodes(function.graph)}
         removed += _drop_unused_imports(function.graph, in_function)
         used_anywhere |= in_function | {function.domain}
-    used_anywhere |= {node.domain for node in ir.traversal.RecursiveGraphIterator(model.graph)}
+    used_anywhere |= {node.domain for node in all_nodes(model.graph)}
     return removed + _drop_unused_imports(model.graph, used_anywhere)
