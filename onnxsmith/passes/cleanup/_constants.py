@@ -71,9 +71,10 @@ def dropout_is_inference(node: ir.Node) -> bool:
 
 def constant_node_tensor(node: ir.Node) -> ir.TensorProtocol | None:
     """The tensor a ``Constant`` node produces, or None (sparse or attribute-reference values)."""
-    if node.op_type != "Constant" or not is_default_domain(node) or len(node.attributes) != 1:
+    attributes = node.attributes.data  # the plain dict behind the UserDict: cheaper on big graphs
+    if node.op_type != "Constant" or not is_default_domain(node) or len(attributes) != 1:
         return None
-    name, attr = next(iter(node.attributes.items()))
+    name, attr = next(iter(attributes.items()))
     if attr.is_ref():
         return None
     if name == "value" and attr.type == ir.AttributeType.TENSOR:

@@ -61,7 +61,8 @@ def passthrough_input(node: ir.Node, opset: int) -> int | None:
         return None
     if not node.inputs or node.inputs[0] is None or not node.outputs:
         return None
-    if node.attributes and any(attr.is_ref() for attr in node.attributes.values()):
+    attributes = node.attributes.data  # the plain dict behind the UserDict: cheaper on big graphs
+    if attributes and any(attr.is_ref() for attr in attributes.values()):
         return None
     index = rule(node, opset) if rule is not None else None
     if index is None and node.op_type in _DATA_MOVEMENT and _same_static_shape(node):

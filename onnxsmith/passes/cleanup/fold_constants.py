@@ -129,7 +129,7 @@ class _Folder:
         if not any(out.uses() or out.is_graph_output() for out in node.outputs):
             return False  # dead (or no outputs): remove-unused's business
         return not any(attr.is_ref() or attr.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
-                       for attr in node.attributes.values())
+                       for attr in node.attributes.data.values())
 
     def _lift_constant(self, graph: ir.Graph, node: ir.Node) -> None:
         tensor = constant_node_tensor(node)
