@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import onnx_ir as ir
 
-__all__ = ["all_graphs", "all_nodes", "count_nodes", "has_external_data", "nbytes", "node_subgraphs", "op_histogram", "op_key",
+__all__ = ["all_graphs", "all_nodes", "count_nodes", "has_external_data", "model_size", "nbytes", "node_subgraphs", "op_histogram", "op_key",
            "tensor_bytes"]
 
 
@@ -83,6 +83,15 @@ def nbytes(tensor: ir.TensorProtocol) -> int:
 def tensor_bytes(model: ir.Model) -> int:
     """Bytes of all initializers (from their headers: external data is not read)."""
     return sum(nbytes(t) for t in _tensors(model))
+
+
+def model_size(model: ir.Model) -> tuple[int, int]:
+    """``(count_nodes(model), tensor_bytes(model))`` in one walk over the graphs."""
+    nodes = size = 0
+    for graph in all_graphs(model):
+        nodes += len(graph)
+        size += sum(nbytes(v.const_value) for v in graph.initializers.values() if v.const_value is not None)
+    return nodes, size
 
 
 def has_external_data(model: ir.Model) -> bool:

@@ -26,7 +26,7 @@ import onnx_ir as ir
 
 from onnxsmith.errors import OnnxsmithError, PassFailedError, PipelineError, VerificationError
 from onnxsmith.ir._gc import gc_paused
-from onnxsmith.ir.queries import count_nodes, tensor_bytes
+from onnxsmith.ir.queries import model_size
 from onnxsmith.passes.base import Pass, PassContext, Tolerance
 from onnxsmith.passes.pipeline import build_pipeline, check_order, have_after, pipeline_string
 from onnxsmith.verify.structural import verify_structure
@@ -158,7 +158,7 @@ class PassManager:
     def _run_one(self, p: Pass, model: ir.Model, ctx: PassContext,
                  sizes: tuple[int, int] | None = None) -> PassRecord:
         # Node count and tensor bytes carry over from the previous pass (counting is costly on big graphs).
-        nodes_before, bytes_before = sizes if sizes is not None else (count_nodes(model), tensor_bytes(model))
+        nodes_before, bytes_before = sizes if sizes is not None else model_size(model)
         before = _fingerprint(model) if ctx.debug else None
         t0 = time.perf_counter()
         try:
@@ -179,7 +179,7 @@ class PassManager:
             ctx.properties = have_after(p, ctx.properties)
         else:
             ctx.properties |= set(p.provides)
-        nodes_after, bytes_after = (count_nodes(model), tensor_bytes(model)) if result.modified else (
+        nodes_after, bytes_after = model_size(model) if result.modified else (
             nodes_before, bytes_before)
         record = PassRecord(p.name, p.spec(), bool(result.modified), seconds, nodes_before, nodes_after,
                             bytes_before, bytes_after, dict(result.stats))
