@@ -105,7 +105,7 @@ class _Folder:
         for node in list(graph):
             for sub in node_subgraphs(node):
                 self.fold_graph(sub)
-            if node.op_type != "Constant" and self._may_fold(node):
+            if node.op_type != "Constant" and _worth_trying(node) and self._may_fold(node):
                 self._try_fold(graph, node)
         for node in list(graph):
             if node.op_type == "Constant" and is_default_domain(node) and node.graph is graph:
@@ -237,6 +237,13 @@ class _Folder:
             graph.register_initializer(new)
             old.replace_all_uses_with(new, replace_graph_outputs=True)
         graph.remove(node, safe=True)
+
+
+def _worth_trying(node: ir.Node) -> bool:
+    """A cheap first filter: the node is a Shape/Size or reads only constants (or nothing)."""
+    if node.op_type in ("Shape", "Size"):
+        return True
+    return all(value is None or constant_tensor(value) is not None for value in node.inputs)
 
 
 def _static_shape_result(node: ir.Node) -> np.ndarray | None:
