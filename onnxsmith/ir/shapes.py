@@ -110,6 +110,8 @@ def _set_type(value: ir.Value, type_proto: onnx.TypeProto, cache: dict[bytes, _T
     if key is None:
         new_type = ir.serde.deserialize_type_proto_for_type(type_proto)
         new_shape = ir.serde.deserialize_type_proto_for_shape(type_proto)
+    elif _has(value, key):
+        return False  # the common case on a rerun: build nothing
     else:
         new_type = ir.TensorType(key[0])
         new_shape = None if key[1] is None else ir.Shape(key[1])
@@ -121,3 +123,15 @@ def _set_type(value: ir.Value, type_proto: onnx.TypeProto, cache: dict[bytes, _T
         value.shape = new_shape
         changed = True
     return changed
+
+
+def _has(value: ir.Value, key: _TypeKey) -> bool:
+    """Whether the value already carries tensor type ``key[0]`` and (when known) dims ``key[1]``.
+
+    The same comparisons ``_set_type`` makes (``TensorType`` equality is same class and dtype;
+    ``Shape`` equality compares dims), without building the new objects.
+    """
+    current = value.type
+    if type(current) is not ir.TensorType or current.dtype != key[0]:
+        return False
+    return key[1] is None or (value.shape is not None and value.shape.dims == key[1])
