@@ -292,34 +292,18 @@ def _run_inspect(args: argparse.Namespace) -> int:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    from onnxsmith.input_data import check_inputs, load_input_data
-    from onnxsmith.ir import load
-    from onnxsmith.passes import Tolerance
-    from onnxsmith.report import format_diffs, to_json
-    from onnxsmith.verify import compare_outputs, generate_inputs
-    from onnxsmith.verify._session import run_model
+    from onnxsmith.report import to_json
+    from onnxsmith.verify import check_equivalent
 
     if args.rtol < 0 or args.atol < 0:
         raise PipelineError("tolerances must be non-negative", f"got --rtol {args.rtol} --atol {args.atol}")
-    a, b = load(args.a), load(args.b)
-    if args.inputs:
-        inputs, source = load_input_data(args.inputs, a), f"inputs from {args.inputs}"
-    else:
-        inputs, source = generate_inputs(a), "generated inputs (seed 0)"
-    check_inputs(inputs, b, source=f"inputs of {args.a} given to {args.b}")
-    names = [v.name for v in a.graph.outputs]
-    diffs = [d.to_dict() for d in compare_outputs(run_model(a, inputs), run_model(b, inputs), names,
-                                                   Tolerance(args.rtol, args.atol))]
-    equivalent = all(d["ok"] for d in diffs)
+    report = check_equivalent(args.a, args.b, args.inputs, rtol=args.rtol, atol=args.atol)
     if args.json:
-        _emit(to_json({"a": args.a, "b": args.b, "inputs": source, "rtol": args.rtol, "atol": args.atol,
-                       "equivalent": equivalent, "outputs": diffs}))
+        _emit(to_json({"a": args.a, "b": args.b, **report.to_dict()}))
     elif not args.quiet:
-        _emit(f"verify: {args.a} vs {args.b} on {source}")
-        _emit("\n".join("  " + line for line in format_diffs(diffs)))
-        tolerance = f"rtol={args.rtol:g}, atol={args.atol:g}"
-        _emit(f"equivalent ({tolerance})" if equivalent else f"NOT equivalent ({tolerance})")
-    return 0 if equivalent else EXIT_NOT_EQUIVALENT
+        _emit(f"verify: {args.a} (A) vs {args.b} (B)")
+        _emit(report.format())
+    return 0 if report.ok else EXIT_NOT_EQUIVALENT
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ from onnxsmith.report import format_bytes, format_optimize_result
 __all__ = ["DemoResult", "Digits", "Mlp", "build_onnx", "format_demo", "load_digits", "run_demo", "train_mlp"]
 
 SEED = 0
+PIXELS = 64
 HIDDEN = 32
 CLASSES = 10
 PIXEL_MAX = 16.0
@@ -97,9 +98,9 @@ def train_mlp(images: np.ndarray, labels: np.ndarray, *, epochs: int = 30, batch
               lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 1e-4, seed: int = SEED) -> Mlp:
     """Trains the MLP by mini-batch SGD with momentum on softmax cross-entropy (float64, then float32)."""
     rng = np.random.default_rng(seed)
-    x, n_in = _features(images), images[0].size
+    x = _features(images)
     onehot = np.eye(CLASSES)[labels]
-    params = [rng.normal(0.0, np.sqrt(2.0 / n_in), (n_in, HIDDEN)), np.zeros(HIDDEN),
+    params = [rng.normal(0.0, np.sqrt(2.0 / PIXELS), (PIXELS, HIDDEN)), np.zeros(HIDDEN),
               rng.normal(0.0, np.sqrt(1.0 / HIDDEN), (HIDDEN, CLASSES)), np.zeros(CLASSES)]
     velocity = [np.zeros_like(p) for p in params]
     for _ in range(epochs):
@@ -136,7 +137,7 @@ def build_onnx(mlp: Mlp) -> ir.Model:
     image = b.input(INPUT_NAME, "float32", ["batch", 1, 8, 8])
     x = b.op("Identity", image, _name="/Identity")
     flat_shape = b.op("Concat", _constant(b, "/Constant", np.array([-1], np.int64)),
-                      _constant(b, "/Constant_1", np.array([mlp.w1.shape[0]], np.int64)),
+                      _constant(b, "/Constant_1", np.array([PIXELS], np.int64)),
                       axis=0, _name="/Concat")
     x = b.op("Reshape", x, flat_shape, _name="/flatten/Reshape")
     scale = b.op("Div", _constant(b, "/Constant_2", np.array(1.0, np.float32)),
@@ -213,7 +214,7 @@ def run_demo(out_dir: str | os.PathLike | None = None, *,
 
     manager = PassManager(DEFAULT_PIPELINE, verify="numeric")
     if progress is not None:
-        progress(f"trained a 64-{HIDDEN}-{CLASSES} MLP on {len(digits.train_labels)} 8x8 digits in "
+        progress(f"trained a {PIXELS}-{HIDDEN}-{CLASSES} MLP on {len(digits.train_labels)} 8x8 digits in "
                  f"{train_seconds:.2f} s; exported it to {original}")
         progress(f"pipeline: {manager.pipeline}")
     result = optimize_file(original, optimized, manager, inputs=test_inputs)

@@ -77,12 +77,22 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequenc
     return [line(headers), *(line(r) for r in rows)]
 
 
+def _stat_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, Mapping):
+        return "(" + ", ".join(f"{k} {_stat_value(v)}" for k, v in value.items()) + ")"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return "(" + ", ".join(map(_stat_value, value)) + ")"
+    return str(value)
+
+
 def _stats_text(stats: Mapping[str, Any]) -> str:
-    parts = []
-    for key, value in stats.items():
-        shown = f"{value:g}" if isinstance(value, float) else str(value)
-        parts.append(f"{key}={shown}")
-    return ", ".join(parts)
+    """``key=value`` pairs, leaving out zero counts and empty collections (they say nothing)."""
+    shown = {k: v for k, v in stats.items()
+             if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v == 0)
+             and not (isinstance(v, (Mapping, list, tuple, set, frozenset)) and not v)}
+    return ", ".join(f"{key}={_stat_value(value)}" for key, value in shown.items())
 
 
 def format_diffs(diffs: Sequence[Mapping[str, Any]]) -> list[str]:
