@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnx_ir as ir
 
-from onnxsmith.errors import OutputError
+from onnxsmith.errors import OutputError, PipelineError
 from onnxsmith.input_data import check_inputs, load_input_data
 from onnxsmith.ir import count_nodes, load, save
 from onnxsmith.ir.queries import all_graphs
@@ -99,7 +99,8 @@ def optimize_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
     Args:
         input_path: The model to optimize; it is never modified.
         output_path: Where to write the result (atomically; external data goes beside it).
-        pipeline: A configured PassManager (its verification level applies) or a pipeline string.
+        pipeline: A configured PassManager (its verification level applies) or a pipeline string
+            (verified structurally, or numerically when ``inputs`` are given).
         inputs: Inputs for numeric verification: an ``.npz`` path or arrays by input name;
             checked against the model's inputs. Generated from the graph's types when None.
         target: Name of the execution target, passed to the passes in their context.
@@ -111,7 +112,13 @@ def optimize_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
     Raises:
         OnnxsmithError: A subclass naming what is wrong with the model, pipeline, data or output.
     """
-    manager = pipeline if isinstance(pipeline, PassManager) else PassManager(pipeline)
+    if isinstance(pipeline, PassManager):
+        manager = pipeline
+    else:
+        manager = PassManager(pipeline, verify="numeric" if inputs is not None else "structural")
+    if inputs is not None and manager.verify != "numeric":
+        raise PipelineError(f"inputs are used for numeric verification, but the pipeline verifies '{manager.verify}'",
+                            "verify numerically, or give no inputs")
     check_output_path(input_path, output_path)
     model = load(input_path)
     check_output_path(input_path, output_path, model)

@@ -24,7 +24,7 @@ def test_passes_lists_every_pass_with_options_and_every_pipeline_with_expansion(
     for name, cls in list_passes().items():
         assert f"  {name}" in result.out and cls.summary() in result.out, name
         for option in option_rows(cls):
-            assert any(f"{{{option['name']}: {option['type']} = " in line for line in lines), (name, option)
+            assert any(line.strip().startswith(f"{option['name']}: {option['type']} = ") for line in lines), option
     for name, pipeline in list_pipelines().items():
         assert pipeline.help in result.out
         assert f"= {pipeline_string(build_pipeline(pipeline.spec))}" in result.out, name

@@ -6,9 +6,12 @@ import json
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 
+from onnxsmith.errors import PipelineError
 from onnxsmith.ir import count_nodes, load
-from onnxsmith.passes import build_pipeline, pipeline_string
+from onnxsmith.optimize import optimize_file
+from onnxsmith.passes import PassManager, build_pipeline, pipeline_string
 
 
 def _run(path, x: np.ndarray) -> np.ndarray:
@@ -140,3 +143,14 @@ def test_existing_output_is_replaced_atomically(cli, model_path, tmp_path):
     assert result.code == 0, result.err
     load(out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "out.onnx"]
+
+
+def test_optimize_file_verifies_numerically_when_given_inputs(model_path, tmp_path):
+    inputs = {"x": np.ones((2, 4), np.float32)}
+
+    result = optimize_file(model_path, tmp_path / "out.onnx", "cleanup", inputs=inputs)
+
+    assert result.report.verify == "numeric"
+    assert [d["ok"] for d in result.report.numeric] == [True]
+    with pytest.raises(PipelineError, match="inputs are used for numeric verification"):
+        optimize_file(model_path, tmp_path / "out2.onnx", PassManager("cleanup"), inputs=inputs)
