@@ -156,8 +156,8 @@ def build_onnx(mlp: Mlp) -> ir.Model:
                   transB=1, _name="/fc2/Gemm")
     logits_copy = b.op("Gemm", h, b.initializer("head.fc2.weight", mlp.w2.T.copy()),
                        b.initializer("head.fc2.bias", mlp.b2.copy()), transB=1, _name="/head/fc2/Gemm")
-    b.output(b.op("Softmax", logits, axis=1, _name="/Softmax"), "probabilities")
-    b.output(b.op("ArgMax", logits_copy, axis=1, keepdims=0, _name="/ArgMax"), "label")
+    b.output(b.op("Softmax", logits, axis=1, _name="/Softmax"), "probabilities", "float32", ["batch", CLASSES])
+    b.output(b.op("ArgMax", logits_copy, axis=1, keepdims=0, _name="/ArgMax"), "label", "int64", ["batch"])
     # A training-only auxiliary branch whose result no output uses.
     aux = b.op("MatMul", x, b.initializer("aux.weight", mlp.w1.copy()), _name="/aux/MatMul")
     b.op("ReduceSum", b.op("Relu", aux, _name="/aux/Relu"), keepdims=0, _name="/aux/ReduceSum")

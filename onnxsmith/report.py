@@ -246,16 +246,15 @@ def format_pass_list(passes: Mapping[str, type[Pass]], pipelines: Mapping[str, P
     lines = [f"passes ({len(passes)}):"]
     for name, cls in passes.items():
         lines.append(f"  {name:<{width}}{cls.summary()}")
-        for option in option_rows(cls):
-            lines.append(f"  {'':<{width}}  {{{_option_text(option)}}}")
+        lines.extend(f"  {'':<{width}}  {_option_text(option)}" for option in option_rows(cls))
     lines.append("")
     lines.append(f"pipelines ({len(pipelines)}):")
     for name, pipeline in pipelines.items():
         lines.append(f"  {name:<{width}}{pipeline.help}")
         lines.append(f"  {'':<{width}}  = {expansions[name]}")
     lines.append("")
-    lines.append("Options go in braces: fold-constants{max-size=1048576},cse   "
-                 "Details: optimize-graph passes NAME")
+    lines.append("Options go in braces: fold-constants{max-size=1048576},cse")
+    lines.append("Details of one pass or pipeline: optimize-graph passes NAME")
     return "\n".join(lines)
 
 
