@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx.parser
 import onnx_ir as ir
 import pytest
 
@@ -97,6 +98,27 @@ def test_inspect_json(cli, model_path):
     assert (data["inline_bytes"], data["external_bytes"], data["external_files"]) == (60, 0, [])
     assert data["opsets"] == {"": 17}
     assert data["file_bytes"] == model_path.stat().st_size
+
+
+def test_inspect_counts_subgraphs_and_functions(cli, tmp_path):
+    path = tmp_path / "fn.onnx"
+    path.write_bytes(onnx.parser.parse_model("""
+        <ir_version: 9, opset_import: ["" : 17, "local" : 1]>
+        g (float[N] x, bool c) => (float[N] y) {
+          t = local.twice(x)
+          y = If(c) <then_branch = then_g () => (float[N] a) { a = Relu(t) },
+                     else_branch = else_g () => (float[N] b) { b = Neg(t) }>
+        }
+        <domain: "local", opset_import: ["" : 17]>
+        twice (z) => (w) { w = Add(z, z) }
+        """).SerializeToString())
+
+    data = json.loads(cli("inspect", path, "--json").out)
+
+    assert (data["nodes"], data["subgraphs"]) == (4, 2)
+    assert data["ops"] == {"If": 1, "Neg": 1, "Relu": 1, "local::twice": 1}
+    assert data["functions"] == [{"domain": "local", "name": "twice", "nodes": 1}]
+    assert data["opsets"] == {"": 17, "local": 1}
 
 
 @pytest.fixture
