@@ -29,14 +29,13 @@ import typing
 from collections.abc import Iterator, Sequence
 
 from onnxsmith import __version__
+from onnxsmith.codegen import list_targets
 from onnxsmith.errors import OnnxsmithError, PipelineError
 from onnxsmith.optimize import DEFAULT_PIPELINE
 
 __all__ = ["main"]
 
 PROG = "optimize-graph"
-#: Execution targets a pipeline can be run for (``PassContext.target``).
-TARGETS = ("generic", "cpu", "cuda", "tensorrt")
 EXIT_NOT_EQUIVALENT = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70
@@ -158,7 +157,8 @@ def _optimize_parser() -> _Parser:
     parser.add_argument("--verify", choices=("none", "structural", "numeric"), default=None,
                         help="check after every changed pass (default: structural; numeric with --inputs)")
     parser.add_argument("--inputs", metavar="NPZ", help="real inputs for numeric verification (.npz by input name)")
-    parser.add_argument("--target", choices=TARGETS, default="generic", help="execution target (default: generic)")
+    parser.add_argument("--target", choices=list_targets(), default="generic",
+                        help="execution target the passes optimize for (default: generic)")
     parser.add_argument("--print-ir-after", action="append", default=[], metavar="PASS",
                         help="print the IR after this pass ('all' for every pass; repeatable or comma-separated)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
