@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-__all__ = ["GraphBuilder", "dtype_of"]
+__all__ = ["GraphBuilder", "dtype_of", "to_tensor"]
 
 
 def dtype_of(dtype: Any) -> ir.DataType:
@@ -30,6 +30,14 @@ def dtype_of(dtype: Any) -> ir.DataType:
     if isinstance(dtype, ir.DataType):
         return dtype
     return ir.DataType.from_numpy(np.dtype(dtype))
+
+
+def to_tensor(array: np.ndarray, name: str | None = None) -> ir.TensorProtocol:
+    """An IR tensor for a numpy array; string arrays become ``ir.StringTensor``."""
+    if array.dtype.kind in "OUS":
+        encoded = np.array([s if isinstance(s, bytes) else str(s).encode() for s in array.flat], dtype=object)
+        return ir.StringTensor(encoded.reshape(array.shape), name=name)
+    return ir.tensor(array, name=name)
 
 
 class GraphBuilder:
@@ -62,7 +70,8 @@ class GraphBuilder:
 
     def initializer(self, name: str, array: np.ndarray | ir.TensorProtocol) -> ir.Value:
         """Adds a constant weight."""
-        tensor = array if isinstance(array, ir.TensorProtocol) else ir.tensor(np.asarray(array), name=name)
+        tensor = array if isinstance(array, ir.TensorProtocol) and not isinstance(array, np.ndarray) else (
+            to_tensor(np.asarray(array), name))
         value = ir.Value(name=name, type=ir.TensorType(tensor.dtype), shape=ir.Shape(tensor.shape.dims),
                          const_value=tensor)
         self.initializers.append(value)
@@ -75,7 +84,8 @@ class GraphBuilder:
     def op(self, op_type: str, *inputs: ir.Value | None, _outputs: int = 1, _domain: str = "",
            _name: str | None = None, **attributes: Any) -> Any:
         """Appends a node; returns its single output or a tuple of outputs."""
-        attrs = {k: v for k, v in attributes.items() if v is not None}
+        attrs = {k: to_tensor(v) if isinstance(v, np.ndarray) else v
+                 for k, v in attributes.items() if v is not None}
         node = ir.Node(_domain, op_type, inputs, attributes=ir.convenience.convert_attributes(attrs),
                        num_outputs=_outputs, name=_name or self._fresh(op_type))
         for i, out in enumerate(node.outputs):

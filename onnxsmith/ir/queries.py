@@ -74,7 +74,10 @@ def nbytes(tensor: ir.TensorProtocol) -> int:
 
     ``TensorProtoTensor.shape`` makes a new ``Shape`` on every access, which dominates summing
     the sizes of tens of thousands of initializers; the dims are read from the proto instead.
+    String tensors have no fixed item size: their size is the sum of their UTF-8 lengths.
     """
+    if tensor.dtype == ir.DataType.STRING:
+        return sum(len(s if isinstance(s, bytes) else str(s).encode()) for s in tensor.numpy().flat)
     if type(tensor) is ir.TensorProtoTensor:
         return math.ceil(tensor.dtype.itemsize * math.prod(tensor.raw.dims))
     return tensor.nbytes

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import onnx_ir as ir
 
-from onnxsmith.verify._draft import FLOAT_TYPES, Decline, ModelDraft, Operand, span
+from onnxsmith.verify._model_draft import FLOAT_TYPES, Decline, ModelDraft, Operand, span
 
 __all__ = ["GENERATORS"]
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import onnx_ir as ir
 
-from onnxsmith.verify._draft import (
+from onnxsmith.verify._model_draft import (
     FLOAT_TYPES,
     INT_TYPES,
     LIMIT,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import onnx_ir as ir
 from hypothesis import strategies as st
 
-from onnxsmith.verify._draft import (
+from onnxsmith.verify._model_draft import (
     BATCH,
     FLOAT_TYPES,
     INT_TYPES,

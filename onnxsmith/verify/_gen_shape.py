@@ -16,7 +16,7 @@ import numpy as np
 import onnx_ir as ir
 from hypothesis import strategies as st
 
-from onnxsmith.verify._draft import Decline, Dim, ModelDraft, Operand, axis_arg, broadcast, span
+from onnxsmith.verify._model_draft import Decline, Dim, ModelDraft, Operand, axis_arg, broadcast, span
 
 __all__ = ["GENERATORS"]
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import onnx_ir as ir
 
-from onnxsmith.verify._draft import Decline, ModelDraft, Operand
+from onnxsmith.verify._model_draft import Decline, ModelDraft, Operand
 
 __all__ = ["INJECTIONS", "Step"]
 

@@ -39,7 +39,7 @@ import onnx_ir as ir
 from hypothesis import strategies as st
 
 from onnxsmith.verify import _gen_control, _gen_elementwise, _gen_nn, _gen_shape
-from onnxsmith.verify._draft import Decline, ModelDraft
+from onnxsmith.verify._model_draft import Decline, ModelDraft
 from onnxsmith.verify._redundancy import INJECTIONS, Step
 
 __all__ = [
