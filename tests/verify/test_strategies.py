@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, Phase, find, given, settings
 
 from onnxsmith.ir import all_nodes
 from onnxsmith.verify import generate_inputs, structure_problems
-from onnxsmith.verify._draft import LIMIT
+from onnxsmith.verify._model_draft import LIMIT
 from onnxsmith.verify._session import run_model
 from onnxsmith.verify.strategies import ALL_OPS, REDUNDANCY, models
 
