@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnx_ir as ir
 
+from onnxsmith.codegen import get_target
 from onnxsmith.errors import OutputError, PipelineError
 from onnxsmith.input_data import check_inputs, load_input_data
 from onnxsmith.ir import count_nodes, load, save
@@ -112,6 +113,7 @@ def optimize_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
     Raises:
         OnnxsmithError: A subclass naming what is wrong with the model, pipeline, data or output.
     """
+    get_target(target)  # an unknown target name fails before anything runs
     if isinstance(pipeline, PassManager):
         manager = pipeline
     else:

@@ -154,3 +154,12 @@ def test_optimize_file_verifies_numerically_when_given_inputs(model_path, tmp_pa
     assert [d["ok"] for d in result.report.numeric] == [True]
     with pytest.raises(PipelineError, match="inputs are used for numeric verification"):
         optimize_file(model_path, tmp_path / "out2.onnx", PassManager("cleanup"), inputs=inputs)
+
+
+def test_api_refuses_an_unknown_target_before_reading_anything(model_path, tmp_path):
+    from onnxsmith.codegen import UnknownTargetError
+    from onnxsmith.optimize import optimize_file
+
+    with pytest.raises(UnknownTargetError, match="did you mean 'cpu'"):
+        optimize_file(model_path, tmp_path / "out.onnx", target="cpuu")
+    assert not (tmp_path / "out.onnx").exists()
