@@ -1,0 +1,72 @@
+"""Fusion rule families and the ``fuse`` pass.
+
+Each module holds one family of rewrite rules, named as in
+:data:`onnxsmith.codegen.FUSION_FAMILIES`, and exports ``FAMILY`` (the name) and ``RULES``:
+
+- ``conv_bn``: BatchNormalization folded into the preceding Conv's weights and bias;
+- ``gemm``: 2-D MatMul by a constant plus a bias vector as Gemm.
+
+``fuse`` applies, to a fixed point, every family the context's target allows
+(``Target.allows_fusion``). ``fuse{rules=gemm}`` restricts it to the named families or rules
+(family and rule names may be mixed); ``explain`` and ``max-rewrites`` work as for every
+:class:`~onnxsmith.passes.rewrite.RewritePass`, and the statistics count applications and
+rejections per rule.
+
+Tolerance: ``rtol=1e-4, atol=1e-5``. Every rule is exact in real arithmetic; in floats, folding a
+scale into weights or a bias into a Gemm re-associates sums of products, which moves float32
+results by a few ulps per accumulated term.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+import onnx_ir as ir
+
+from onnxsmith.codegen.targets import target_of
+from onnxsmith.errors import PassOptionError, closest
+from onnxsmith.passes.base import PassContext, PassResult, Tolerance
+from onnxsmith.passes.fusion import conv_bn, gemm
+from onnxsmith.passes.registry import register_pass
+from onnxsmith.passes.rewrite import RewriteOptions, RewritePass, RuleSet, apply_rules
+
+__all__ = ["FAMILIES", "Fuse"]
+
+#: Family name -> its rules, in the order ``fuse`` tries them.
+FAMILIES = MappingProxyType({module.FAMILY: module.RULES for module in (conv_bn, gemm)})
+
+_FAMILY_OF = {r.name: family for family, rules in FAMILIES.items() for r in rules}
+
+
+@register_pass
+class Fuse(RewritePass):
+    """Fuse operators with the rule families the target allows (conv-bn, gemm)."""
+
+    name = "fuse"
+    rules = RuleSet(r for rules in FAMILIES.values() for r in rules)
+    tolerance = Tolerance(rtol=1e-4, atol=1e-5)
+    idempotent = True
+
+    def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
+        options: RewriteOptions = self.options
+        selected = self._select(options.rules) if options.rules else self.rules
+        target = target_of(ctx)
+        legal = RuleSet(r for r in selected if target.allows_fusion(_FAMILY_OF[r.name]))
+        explain = None
+        if options.explain or ctx.debug:
+            def explain(message: str) -> None:
+                ctx.explain(self.name, message)
+        stats = apply_rules(model, legal, max_rewrites=options.max_rewrites, explain=explain)
+        return PassResult(stats.rewrites > 0, stats.to_dict())
+
+    def _select(self, names: list[str]) -> RuleSet:
+        """The rules of the named families and the named rules, in set order."""
+        known = sorted({*FAMILIES, *self.rules.names})
+        for name in names:
+            if name not in known:
+                best = closest(name, known)
+                raise PassOptionError(f"'{self.name}' has no family or rule '{name}' (families: "
+                                      f"{', '.join(FAMILIES)}; rules: {', '.join(self.rules.names)})",
+                                      f"did you mean '{best}'?" if best else None)
+        wanted = {n for name in names for n in (FAMILIES[name].names if name in FAMILIES else (name,))}
+        return RuleSet(r for r in self.rules if r.name in wanted)
