@@ -14,9 +14,11 @@ MODEL = """<ir_version: 8, opset_import: ["" : 17]>
 g (float[1,1,2,2] x, float[3,4] u) => (float[1,2,2,2] y, float[3,2] v)
   <float[2,1,1,1] w = {1.0, 2.0}, float[2] gamma = {2.0, 1.0}, float[2] beta = {0.25, -1.0},
    float[2] mean = {0.5, 1.0}, float[2] var = {3.75, 3.75},
-   float[4,2] wm = {1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0}, float[2] bm = {0.5, -1.0}> {
+   float[1,2,1,1] k = {3.0, 4.0}, float[4,2] wm = {1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0},
+   float[2] bm = {0.5, -1.0}> {
   [conv] c = Conv (x, w)
-  [bn] y = BatchNormalization <epsilon = 0.25> (c, gamma, beta, mean, var)
+  [bn] n = BatchNormalization <epsilon = 0.25> (c, gamma, beta, mean, var)
+  [shift] y = Add(n, k)
   [mm] t = MatMul(u, wm)
   [add] v = Add(t, bm)
 }"""
@@ -35,13 +37,14 @@ def test_fuse_applies_every_family_and_counts_per_rule(target):
     model = parse_text(MODEL)
     report = PassManager("fuse", verify="numeric").run(model, PassContext(target=target))
     assert _ops(model) == ["Conv", "Gemm"]
-    assert report.records[0].stats["applied"] == {"conv-bn": 1, "matmul-add-to-gemm": 1}
+    assert report.records[0].stats["applied"] == {"conv-bn": 1, "conv-add-to-bias": 1, "matmul-add-to-gemm": 1}
 
 
 @pytest.mark.parametrize(("selection", "ops"), [
-    ("gemm", ["Conv", "BatchNormalization", "Gemm"]),
-    ("conv-bn", ["Conv", "MatMul", "Add"]),
-    ("matmul-add-to-gemm", ["Conv", "BatchNormalization", "Gemm"]),
+    ("gemm", ["Conv", "BatchNormalization", "Add", "Gemm"]),
+    ("conv-bn", ["Conv", "Add", "MatMul", "Add"]),
+    ("conv-bn,conv-add-to-bias", ["Conv", "MatMul", "Add"]),
+    ("matmul-add-to-gemm", ["Conv", "BatchNormalization", "Add", "Gemm"]),
 ])
 def test_rules_option_selects_families_or_rules(selection, ops):
     model = parse_text(MODEL)
