@@ -62,3 +62,17 @@ def test_second_run_changes_nothing():
     PassManager("fuse").run(model, PassContext())
     report = PassManager("fuse").run(model, PassContext())
     assert not report.records[0].modified
+
+
+def test_families_the_target_does_not_allow_are_skipped():
+    model = parse_text(MODEL)
+    report = PassManager("fuse").run(model, PassContext(target="tensorrt"))  # conv-bn and gemm only
+    assert _ops(model) == ["Conv", "Add", "Gemm"]
+    assert "conv-add-to-bias" not in report.records[0].stats["applied"]
+
+
+def test_explain_records_why_a_rule_declined():
+    model = parse_text(MODEL.replace("float[1,2,1,1] k", "float[2] k"))  # [C] broadcasts along the last axis
+    ctx = PassContext()
+    PassManager("fuse{explain=true}").run(model, ctx)
+    assert any("does not broadcast per channel" in line for line in ctx.trace["fuse"])
