@@ -37,7 +37,8 @@ def test_fuse_applies_every_family_and_counts_per_rule(target):
     model = parse_text(MODEL)
     report = PassManager("fuse", verify="numeric").run(model, PassContext(target=target))
     assert _ops(model) == ["Conv", "Gemm"]
-    assert report.records[0].stats["applied"] == {"conv-bn": 1, "conv-add-to-bias": 1, "matmul-add-to-gemm": 1}
+    applied = {rule: n for rule, n in report.records[0].stats["applied"].items() if n}
+    assert applied == {"conv-bn": 1, "conv-add-to-bias": 1, "matmul-add-to-gemm": 1}
 
 
 @pytest.mark.parametrize(("selection", "ops"), [
