@@ -16,6 +16,7 @@ FUSION_FAMILIES = MappingProxyType({
     "conv-bn": "BatchNormalization folded into Conv/ConvTranspose/Gemm weights (standard ops only)",
     "gemm": "MatMul + bias Add as Gemm (standard ops only)",
     "conv-bias": "per-channel constant Add after Conv as the Conv's bias (standard ops only)",
+    "scale-into-conv": "per-channel constant Mul after Conv folded into its weights and bias (standard ops only)",
     "transpose": "consecutive Transposes composed, Transposes into Gemm's transA/transB (standard ops only)",
     "layer-norm": "decomposed layer normalization as LayerNormalization",
     "gelu": "decomposed erf GELU as Gelu (ONNX opset 20, or com.microsoft)",
@@ -31,4 +32,4 @@ FUSION_FAMILIES = MappingProxyType({
 })
 
 #: Families whose output is standard ONNX.
-STANDARD_FUSIONS = frozenset({"conv-bn", "conv-bias", "gemm", "transpose", "layer-norm", "gelu"})
+STANDARD_FUSIONS = frozenset({"conv-bn", "conv-bias", "gemm", "scale-into-conv", "transpose", "layer-norm", "gelu"})

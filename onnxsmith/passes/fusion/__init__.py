@@ -5,6 +5,7 @@ Each module holds one family of rewrite rules, named as in
 
 - ``conv_bn``: BatchNormalization folded into the preceding Conv's weights and bias;
 - ``conv_bias``: a per-channel constant Add after a Conv folded into its bias;
+- ``scale_conv``: a per-channel constant Mul after a Conv folded into its weights and bias;
 - ``gemm``: 2-D MatMul by a constant plus a bias vector as Gemm;
 - ``transpose``: consecutive Transposes composed, Transposes folded into Gemm's ``transA``/``transB``.
 
@@ -28,21 +29,22 @@ import onnx_ir as ir
 from onnxsmith.codegen.targets import target_of
 from onnxsmith.errors import PassOptionError, closest
 from onnxsmith.passes.base import PassContext, PassResult, Tolerance
-from onnxsmith.passes.fusion import conv_bias, conv_bn, gemm, transpose
+from onnxsmith.passes.fusion import conv_bias, conv_bn, gemm, scale_conv, transpose
 from onnxsmith.passes.registry import register_pass
 from onnxsmith.passes.rewrite import RewriteOptions, RewritePass, RuleSet, apply_rules
 
 __all__ = ["FAMILIES", "Fuse"]
 
 #: Family name -> its rules, in the order ``fuse`` tries them.
-FAMILIES = MappingProxyType({module.FAMILY: module.RULES for module in (conv_bn, conv_bias, gemm, transpose)})
+FAMILIES = MappingProxyType({module.FAMILY: module.RULES
+                             for module in (conv_bn, scale_conv, conv_bias, gemm, transpose)})
 
 _FAMILY_OF = {r.name: family for family, rules in FAMILIES.items() for r in rules}
 
 
 @register_pass
 class Fuse(RewritePass):
-    """Fuse operators with the rule families the target allows (conv-bn, conv-bias, gemm, transpose)."""
+    """Fuse operators with the rule families the target allows (see :data:`FAMILIES`)."""
 
     name = "fuse"
     rules = RuleSet(r for rules in FAMILIES.values() for r in rules)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from onnxsmith.passes.fusion._channels import not_per_channel
 from onnxsmith.passes.rewrite import Const, Decline, Match, Op, Opt, Replacement, RewriterContext, RuleSet, Var, rule
 from onnxsmith.passes.rewrite import ShapePolicy as S
 from onnxsmith.passes.rewrite.constants import constant_shape
@@ -30,17 +31,6 @@ __all__ = ["FAMILY", "RULES"]
 FAMILY = "conv-bias"
 
 _FLOATS = frozenset({ir.DataType.FLOAT, ir.DataType.DOUBLE})
-
-
-def _not_per_channel(k: tuple[int, ...], rank: int, channels: int) -> str | None:
-    """Why a constant of shape ``k`` added to a ``[N, C, ...]`` output of ``rank`` is not per-channel."""
-    if len(k) > rank:
-        return f"has rank {len(k)}, above the Conv output's {rank}"
-    padded = (1,) * (rank - len(k)) + k
-    if any(d != 1 for i, d in enumerate(padded) if i != 1) or padded[1] not in (1, channels):
-        expected = [1, channels] + [1] * (rank - 2)
-        return f"has shape {list(k)}, which does not broadcast per channel (expected {expected} or ones)"
-    return None
 
 
 # Add(Conv(x, W, b?), k) -> Conv(x, W, b + k)      [k constant, per output channel]
@@ -54,7 +44,7 @@ def conv_add_to_bias(op: RewriterContext, m: Match) -> Replacement | Decline:
     if w.shape is None or not isinstance(w.shape[0], int):
         return Decline("the number of output channels (W's first dimension) is unknown")
     rank, channels = w.shape.rank(), int(w.shape.dims[0])
-    why = _not_per_channel(constant_shape(m["k"]), rank, channels)
+    why = not_per_channel(constant_shape(m["k"]), rank, channels)
     if why is not None:
         return Decline(f"k {why}")
     k = m.const("k")
