@@ -7,7 +7,8 @@ Each module holds one family of rewrite rules, named as in
 - ``conv_bias``: a per-channel constant Add after a Conv folded into its bias;
 - ``scale_conv``: a per-channel constant Mul after a Conv folded into its weights and bias;
 - ``gemm``: 2-D MatMul by a constant plus a bias vector as Gemm;
-- ``transpose``: consecutive Transposes composed, Transposes folded into Gemm's ``transA``/``transB``.
+- ``transpose``: consecutive Transposes composed, Transposes folded into Gemm's ``transA``/``transB``;
+- ``conv_activation``: Conv followed by an activation as com.microsoft FusedConv (contrib op).
 
 ``fuse`` applies, to a fixed point, every family the context's target allows
 (``Target.allows_fusion``). ``fuse{rules=gemm}`` restricts it to the named families or rules
@@ -29,7 +30,7 @@ import onnx_ir as ir
 from onnxsmith.codegen.targets import target_of
 from onnxsmith.errors import PassOptionError, closest
 from onnxsmith.passes.base import PassContext, PassResult, Tolerance
-from onnxsmith.passes.fusion import conv_bias, conv_bn, gemm, scale_conv, transpose
+from onnxsmith.passes.fusion import conv_activation, conv_bias, conv_bn, gemm, scale_conv, transpose
 from onnxsmith.passes.registry import register_pass
 from onnxsmith.passes.rewrite import RewriteOptions, RewritePass, RuleSet, apply_rules
 
@@ -37,7 +38,7 @@ __all__ = ["FAMILIES", "Fuse"]
 
 #: Family name -> its rules, in the order ``fuse`` tries them.
 FAMILIES = MappingProxyType({module.FAMILY: module.RULES
-                             for module in (conv_bn, scale_conv, conv_bias, gemm, transpose)})
+                             for module in (conv_bn, scale_conv, conv_bias, gemm, transpose, conv_activation)})
 
 _FAMILY_OF = {r.name: family for family, rules in FAMILIES.items() for r in rules}
 

@@ -49,6 +49,15 @@ class RewriterContext:
         """The version of ``domain`` imported where the replacement goes."""
         return self._scope.opsets.get(domain)
 
+    def import_opset(self, domain: str, version: int) -> None:
+        """Imports ``domain`` at ``version`` where the replacement goes, unless it is imported already.
+
+        Unlike new nodes this takes effect at once; call it just before returning the replacement.
+        """
+        opsets = self._scope.opsets
+        assert isinstance(opsets, dict), "scope opsets are the model's or function's import table"
+        opsets.setdefault(domain, version)
+
     def __getattr__(self, op_type: str) -> Callable[..., Any]:
         if not op_type[:1].isupper():
             raise AttributeError(op_type)
