@@ -6,7 +6,8 @@ so two in a row compose::
     Transpose(Transpose(x, p1), p2) = Transpose(x, q)      q[i] = p1[p2[i]]
 
 and when ``q`` is the identity the pair is just ``x`` (a graph output keeps its name through an
-Identity, as the engine does for every existing value standing in for an output).
+Identity, as the engine does for every existing value standing in for an output). Two Transposes
+without ``perm`` cancel even when the rank is unknown.
 
 Gemm computes ``alpha * op(A) @ op(B) + beta * C`` with ``op(B) = B.T`` when ``transB = 1``. A
 2-D Transpose is either the identity or ``.T``, so ``Gemm(A, Transpose(W))`` is
@@ -45,9 +46,11 @@ def _perm(m: Match, node: str, value: ir.Value | None) -> list[int] | None:
 def transpose_transpose(op: RewriterContext, m: Match) -> Replacement | Decline:
     """Transpose(Transpose(x, p1), p2) -> Transpose(x, p1[p2])"""
     inner = _perm(m, "inner", m["x"])
+    perm = m.attr("outer", "perm")
+    if inner is None and perm is None:
+        return m["x"]  # reversing the axes twice, whatever their number
     if inner is None:
         return Decline("the inner Transpose has no perm and the rank of its input is unknown")
-    perm = m.attr("outer", "perm")
     outer = list(range(len(inner)))[::-1] if perm is None else [int(p) for p in perm]
     composed = [inner[p] for p in outer]
     if composed == list(range(len(composed))):

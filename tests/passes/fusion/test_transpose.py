@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from onnxsmith.ir import parse_text
 from onnxsmith.passes.fusion.transpose import RULES
+from onnxsmith.passes.rewrite import explain
 from onnxsmith.passes.rewrite.testing import assert_no_rewrite, assert_rewrites
 
 HEADER = '<ir_version: 8, opset_import: ["" : 17]>'
@@ -108,3 +110,35 @@ g (float[3,4] x, float[8] v, int64[N] s) => (float[3,2] y) {
 }"""
     stats = assert_no_rewrite(RULES, model)
     assert stats.to_dict()["rejected"]["transpose-into-gemm-b"] == {"declined": 1}
+    assert explain(RULES.rules[1], parse_text(model), "gemm") == [
+        "declined: the Transpose has no perm and the rank of its input is unknown"]
+
+
+def test_default_perms_cancel_whatever_the_rank():
+    before = HEADER + """
+g (float[8] v, int64[N] s) => (float[8] y) <int64[1] s8 = {8}> {
+  [reshape] r = Reshape (v, s)
+  [t1] t = Transpose (r)
+  [t2] u = Transpose (t)
+  [flat] y = Reshape (u, s8)
+}"""
+    after = HEADER + """
+g (float[8] v, int64[N] s) => (float[8] y) <int64[1] s8 = {8}> {
+  [reshape] r = Reshape (v, s)
+  [flat] y = Reshape (r, s8)
+}"""
+    stats = assert_rewrites(RULES, before, after, numeric=False)  # random shape inputs would not reshape
+    assert stats.applied["transpose-transpose"] == stats.rewrites == 1
+
+
+def test_default_inner_perm_of_unknown_rank_is_declined():
+    model = HEADER + """
+g (float[8] v, int64[N] s) => (float[2,4] y) {
+  [reshape] r = Reshape (v, s)
+  [t1] t = Transpose (r)
+  [t2] y = Transpose <perm = [1, 0]> (t)
+}"""
+    stats = assert_no_rewrite(RULES, model)
+    assert stats.to_dict()["rejected"]["transpose-transpose"]["declined"] == 1
+    assert explain(RULES.rules[0], parse_text(model), "t2") == [
+        "declined: the inner Transpose has no perm and the rank of its input is unknown"]
