@@ -45,7 +45,7 @@ _FAMILY_OF = {r.name: family for family, rules in FAMILIES.items() for r in rule
 
 @register_pass
 class Fuse(RewritePass):
-    """Fuse operators with the rule families the target allows (see :data:`FAMILIES`)."""
+    """Fuse operators with every rule family the target allows."""
 
     name = "fuse"
     rules = RuleSet(r for rules in FAMILIES.values() for r in rules)
