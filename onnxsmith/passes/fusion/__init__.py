@@ -18,7 +18,8 @@ rejections per rule.
 
 Tolerance: ``rtol=1e-4, atol=1e-5``. Every rule is exact in real arithmetic; in floats, folding a
 scale into weights or a bias into a Gemm re-associates sums of products, which moves float32
-results by a few ulps per accumulated term.
+results by a few ulps per accumulated term, and FusedConv evaluates Sigmoid and Tanh with
+onnxruntime's vectorised approximations (a few ulps as well). Transpose rewrites are exact.
 """
 
 from __future__ import annotations
