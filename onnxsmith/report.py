@@ -87,11 +87,24 @@ def _stat_value(value: Any) -> str:
     return str(value)
 
 
+def _says_nothing(value: Any) -> bool:
+    """Zero counts and empty collections (also once their zero entries are dropped) say nothing."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value == 0
+    if isinstance(value, Mapping):
+        return all(_says_nothing(v) for v in value.values())
+    return isinstance(value, (list, tuple, set, frozenset)) and not value
+
+
+def _without_zeros(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_zeros(v) for k, v in value.items() if not _says_nothing(v)}
+    return value
+
+
 def _stats_text(stats: Mapping[str, Any]) -> str:
     """``key=value`` pairs, leaving out zero counts and empty collections (they say nothing)."""
-    shown = {k: v for k, v in stats.items()
-             if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v == 0)
-             and not (isinstance(v, (Mapping, list, tuple, set, frozenset)) and not v)}
+    shown = {k: _without_zeros(v) for k, v in stats.items() if not _says_nothing(v)}
     return ", ".join(f"{key}={_stat_value(value)}" for key, value in shown.items())
 
 
