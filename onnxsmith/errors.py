@@ -60,6 +60,16 @@ class DataInputError(OnnxsmithError):
     """Input data (npz/npy) is missing, unreadable or does not fit the model."""
 
 
+def first_line(error: BaseException | str, limit: int = 300) -> str:
+    """The first line of an error message (onnx and onnxruntime errors span many lines), shortened.
+
+    Falls back to the exception's type name when its message is empty.
+    """
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def closest(name: str, candidates: list[str] | tuple[str, ...] | set[str]) -> str | None:
     """Returns the candidate closest to ``name`` (for 'did you mean' hints), or None."""
     import difflib

@@ -36,7 +36,7 @@ import onnx_ir as ir
 from onnxsmith.calibration.observers import Observer
 from onnxsmith.calibration.readers import DataSource
 from onnxsmith.calibration.validate import SampleValidator
-from onnxsmith.errors import DataInputError, OnnxsmithError, UnsupportedError
+from onnxsmith.errors import DataInputError, OnnxsmithError, UnsupportedError, first_line
 from onnxsmith.verify._session import make_session
 
 __all__ = ["CollectionStats", "Progress", "ProgressCallback", "collect", "estimate_bytes", "plan_chunks"]
@@ -152,11 +152,6 @@ def _rows(feed: Mapping[str, np.ndarray]) -> int:
     return int(first.shape[0]) if first is not None and first.ndim else 1
 
 
-def _first_error_line(error: Exception) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:300]
-
-
 def _validate_all(source: DataSource, validator: SampleValidator) -> tuple[int, dict[str, int]]:
     """Checks every sample from its specs; returns the number of runs and the first run's dims."""
     runs, dims = 0, None
@@ -224,7 +219,7 @@ def _one_pass(source: DataSource, validator: SampleValidator, session: Any, name
                 try:
                     observed.update(zip(names, session.run(names, feed)))
                 except Exception as e:  # onnxruntime raises its own exception types
-                    raise UnsupportedError(f"onnxruntime failed on {sample.label}: {_first_error_line(e)}") from e
+                    raise UnsupportedError(f"onnxruntime failed on {sample.label}: {first_line(e)}") from e
             for name, observer in targets.items():
                 observer.update(observed[name])
             del observed  # this run's activations go before the next run

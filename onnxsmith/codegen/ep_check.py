@@ -34,6 +34,7 @@ import onnx
 import onnx_ir as ir
 
 from onnxsmith.codegen.target import Target, UnsupportedNode
+from onnxsmith.errors import first_line
 from onnxsmith.ir.queries import op_histogram
 
 __all__ = ["EpReport", "NodePlacement", "ep_check"]
@@ -271,6 +272,4 @@ def _placements(profile: Path) -> list[NodePlacement]:
 
 def _first_line(error: BaseException) -> str:
     """onnxruntime's first error line, without the temporary path of the model it loaded."""
-    text = str(error).strip()
-    line = text.splitlines()[0] if text else type(error).__name__
-    return re.sub(r"Load model from \S+ failed:\s*", "", line)[:300]
+    return first_line(re.sub(r"Load model from \S+ failed:\s*", "", str(error).strip()))

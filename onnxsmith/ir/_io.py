@@ -34,7 +34,7 @@ import onnx
 import onnx_ir as ir
 from google.protobuf.message import DecodeError
 
-from onnxsmith.errors import ModelInputError, OutputError
+from onnxsmith.errors import ModelInputError, OutputError, first_line
 from onnxsmith.ir._gc import gc_paused
 from onnxsmith.ir._proto_extras import deserialize, finish_proto, model_graphs, sparse_detached
 from onnxsmith.ir._validate import check_tensors, shown_path
@@ -73,7 +73,7 @@ def load(path: str | os.PathLike, *, check: bool = True) -> ir.Model:
     except ModelInputError:
         raise
     except Exception as e:  # onnx_ir raises assorted types on malformed protos
-        raise ModelInputError(f"{shown_path(path)} cannot be read into the IR: {_first_line(e)}",
+        raise ModelInputError(f"{shown_path(path)} cannot be read into the IR: {first_line(e, 200)}",
                               "the file is corrupt or uses an unsupported construct") from e
     if external:
         for tensor in _all_tensors(model):
@@ -127,14 +127,8 @@ def _run_checker(proto: onnx.ModelProto, path: Path, external: bool) -> None:
     try:
         onnx.checker.check_model(target)
     except onnx.checker.ValidationError as e:
-        raise ModelInputError(f"{shown_path(path)} fails the ONNX checker: {_first_line(e)}",
+        raise ModelInputError(f"{shown_path(path)} fails the ONNX checker: {first_line(e, 200)}",
                               "fix the exporter output, or re-export with a supported opset") from e
-
-
-def _first_line(error: BaseException, limit: int = 200) -> str:
-    text = str(error).strip()
-    line = text.splitlines()[0] if text else type(error).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def save(
@@ -222,13 +216,13 @@ def _serialize(model: ir.Model, staging: Path, data_name: str | None, threshold:
                 ir.external_data.load_to_model(model)
             proto = ir.serde.serialize_model(model)
         except ValueError as e:  # e.g. onnx_ir refusing a hard-linked or invalidated data file
-            raise OutputError(f"cannot serialize the model: {_first_line(e)}") from e
+            raise OutputError(f"cannot serialize the model: {first_line(e, 200)}") from e
         fresh = {id(value): value.const_value for value, _ in originals}
     finish_proto(proto, model, detached)
     try:
         return proto.SerializeToString(), fresh, inlined
     except ValueError as e:  # protobuf refuses messages over 2 GiB
-        raise OutputError(f"cannot serialize the model: {_first_line(e)}", "save with external data") from e
+        raise OutputError(f"cannot serialize the model: {first_line(e, 200)}", "save with external data") from e
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ import logging
 import onnx
 import onnx_ir as ir
 
+from onnxsmith.errors import first_line
 from onnxsmith.ir.queries import nbytes
 
 __all__ = ["infer_shapes"]
@@ -39,7 +40,7 @@ def infer_shapes(model: ir.Model, *, strict: bool = False) -> bool:
     except Exception as e:  # onnx raises InferenceError, ValidationError or RuntimeError
         if strict:
             raise
-        log.warning("shape inference failed, model left unchanged: %s", str(e).strip().splitlines()[0] if str(e) else e)
+        log.warning("shape inference failed, model left unchanged: %s", first_line(e))
         return False
     return _apply(model.graph, inferred.graph, {})
 

@@ -14,7 +14,7 @@ import onnx
 import onnx.parser
 import onnx_ir as ir
 
-from onnxsmith.errors import ModelInputError
+from onnxsmith.errors import ModelInputError, first_line
 
 __all__ = ["parse_text", "to_text"]
 
@@ -29,12 +29,12 @@ def parse_text(text: str, *, check: bool = True) -> ir.Model:
     try:
         proto = onnx.parser.parse_model(text)
     except onnx.parser.ParseError as e:
-        raise ModelInputError(f"cannot parse ONNX text: {str(e).strip().splitlines()[0]}") from e
+        raise ModelInputError(f"cannot parse ONNX text: {first_line(e)}") from e
     if check:
         try:
             onnx.checker.check_model(proto)
         except onnx.checker.ValidationError as e:
-            raise ModelInputError(f"ONNX text fails the checker: {str(e).strip().splitlines()[0]}") from e
+            raise ModelInputError(f"ONNX text fails the checker: {first_line(e)}") from e
     return ir.serde.deserialize_model(proto)
 
 

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 import numpy as np
 import onnx_ir as ir
 
-from onnxsmith.errors import UnsupportedError
+from onnxsmith.errors import UnsupportedError, first_line
 from onnxsmith.ir.queries import has_external_data, tensor_bytes
 
-__all__ = ["first_line", "make_session", "run_model", "session_from_file"]
+__all__ = ["make_session", "run_model", "session_from_file"]
 
 _INLINE_LIMIT = 1_500_000_000
 
@@ -31,12 +31,6 @@ def _options(optimize: bool, threads: int):
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     return options
-
-
-def first_line(e: BaseException) -> str:
-    """The first line of an exception's message (onnxruntime's can be long), at most 300 characters."""
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else type(e).__name__
 
 
 def make_session(model: ir.Model, *, optimize: bool = False, threads: int = 1):

@@ -28,7 +28,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from onnxsmith.errors import OnnxsmithError, PipelineError
+from onnxsmith.errors import OnnxsmithError, PipelineError, first_line
 from onnxsmith.passes.base import Pass, PassContext, PassResult, Tolerance
 from onnxsmith.verify._session import run_model
 from onnxsmith.verify.compare import compare_outputs
@@ -203,8 +203,7 @@ def _check_structure(model: ir.Model, checker_level: bool | None,
     try:
         onnx.checker.check_model(ir.to_proto(model), full_check=checker_level)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        message = str(e).strip().splitlines()[0]
-        raise violation("structure", f"the ONNX checker rejects the result: {message}") from e
+        raise violation("structure", f"the ONNX checker rejects the result: {first_line(e)}") from e
 
 
 def _check_idempotent(p: Pass, model: ir.Model, ctx: PassContext, text: str, fingerprint: bytes) -> None:

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import onnx_ir as ir
 
-from onnxsmith.errors import DataInputError, UnsupportedError, VerificationError
+from onnxsmith.errors import DataInputError, UnsupportedError, VerificationError, first_line
 from onnxsmith.passes.base import Tolerance
-from onnxsmith.verify._session import first_line, make_session, run_model, session_from_file
+from onnxsmith.verify._session import make_session, run_model, session_from_file
 from onnxsmith.verify.compare import OutputDiff, compare_outputs
 from onnxsmith.verify.inputs import generate_inputs, model_inputs
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import onnx
 import onnxruntime as ort
 
+from onnxsmith.errors import first_line
 from onnxsmith.passes.base import Tolerance
 from onnxsmith.verify.compare import compare_outputs
 
@@ -31,11 +32,6 @@ class Outcome:
         return self.kind == "reproduced"
 
 
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
-
-
 def reproduce(model: onnx.ModelProto, samples: list, rtol: float, atol: float) -> Outcome:
     """Runs ``model`` on every sample and compares with the expected outputs."""
     options = ort.SessionOptions()
@@ -45,13 +41,13 @@ def reproduce(model: onnx.ModelProto, samples: list, rtol: float, atol: float) -
     try:
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types
-        return Outcome("ort-load", _first_line(e))
+        return Outcome("ort-load", first_line(e, 200))
     names = [o.name for o in model.graph.output]
     for index, (feeds, expected) in enumerate(samples):
         try:
             actual = session.run(None, feeds)
         except Exception as e:
-            return Outcome("ort-run", _first_line(e))
+            return Outcome("ort-run", first_line(e, 200))
         bad = [d for d in compare_outputs(expected, actual, names, Tolerance(rtol, atol)) if not d.ok]
         if bad:
             return Outcome("mismatch", f"sample {index}: {bad[0].describe()}")

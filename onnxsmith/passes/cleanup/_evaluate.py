@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from onnxsmith.errors import first_line
 from onnxsmith.passes.cleanup._constants import is_default_domain
 from onnxsmith.passes.cleanup._numpy_kernels import KERNELS, Unsupported
 from onnxsmith.passes.cleanup._single_node import input_names, single_node_model
@@ -62,8 +63,7 @@ def _run_onnxruntime(node: ir.Node, inputs: Sequence[np.ndarray | None], opset_i
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         outputs = session.run(None, feeds)
     except Exception as e:  # onnxruntime raises its own exception types
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EvaluationError(f"{node.op_type}: onnxruntime: {first[:200]}") from e
+        raise EvaluationError(f"{node.op_type}: onnxruntime: {first_line(e, 200)}") from e
     if not all(isinstance(a, np.ndarray) for a in outputs):
         raise EvaluationError(f"{node.op_type}: produces a sequence, map or optional, not a tensor")
     return outputs

@@ -70,12 +70,7 @@ def _is_swap(perm: list[int] | None) -> bool | Decline:
       Op("Gemm", Var("a"), Op("Transpose", Var("w"), _name="t"), Opt(Var("c")), _name="gemm"))
 def transpose_into_gemm_b(op: RewriterContext, m: Match) -> Replacement | Decline:
     """Gemm(A, Transpose(W), C?) -> Gemm(A, W, C?, transB = 1 - transB)"""
-    swap = _is_swap(_perm(m, "t", m["w"]))
-    if isinstance(swap, Decline):
-        return swap
-    attributes = m.attributes("gemm")
-    attributes["transB"] = int(m.attr("gemm", "transB", 0)) ^ int(swap)
-    return op.Gemm(m["a"], m["w"], m["c"], **attributes)
+    return _gemm_without_transpose(op, m, "transB", m["a"], m["w"])
 
 
 # Gemm(Transpose(A), B, C?) -> Gemm(A, B, C?, transA = 1 - transA)
@@ -83,12 +78,19 @@ def transpose_into_gemm_b(op: RewriterContext, m: Match) -> Replacement | Declin
       Op("Gemm", Op("Transpose", Var("a"), _name="t"), Var("b"), Opt(Var("c")), _name="gemm"))
 def transpose_into_gemm_a(op: RewriterContext, m: Match) -> Replacement | Decline:
     """Gemm(Transpose(A), B, C?) -> Gemm(A, B, C?, transA = 1 - transA)"""
-    swap = _is_swap(_perm(m, "t", m["a"]))
+    return _gemm_without_transpose(op, m, "transA", m["a"], m["b"])
+
+
+def _gemm_without_transpose(op: RewriterContext, m: Match, flag: str, a: ir.Value, b: ir.Value
+                            ) -> Replacement | Decline:
+    """The matched Gemm reading the Transpose's input directly, with ``flag`` flipped if it swapped axes."""
+    transposed = a if flag == "transA" else b
+    swap = _is_swap(_perm(m, "t", transposed))
     if isinstance(swap, Decline):
         return swap
     attributes = m.attributes("gemm")
-    attributes["transA"] = int(m.attr("gemm", "transA", 0)) ^ int(swap)
-    return op.Gemm(m["a"], m["b"], m["c"], **attributes)
+    attributes[flag] = int(m.attr("gemm", flag, 0)) ^ int(swap)
+    return op.Gemm(a, b, m["c"], **attributes)
 
 
 RULES = RuleSet([transpose_transpose, transpose_into_gemm_b, transpose_into_gemm_a])
