@@ -16,12 +16,13 @@ import onnx_ir as ir
 from onnxsmith.errors import UnsupportedError, first_line
 from onnxsmith.ir.queries import has_external_data, tensor_bytes
 
-__all__ = ["make_session", "run_model", "session_from_file"]
+__all__ = ["session_options", "make_session", "run_model", "session_from_file"]
 
 _INLINE_LIMIT = 1_500_000_000
 
 
-def _options(optimize: bool, threads: int):
+def session_options(optimize: bool = False, threads: int = 1):
+    """Quiet CPU session options: graph optimizations off unless asked, ``threads`` intra-op threads."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -37,7 +38,7 @@ def make_session(model: ir.Model, *, optimize: bool = False, threads: int = 1):
     """An onnxruntime CPU session for ``model`` (graph optimizations off unless asked)."""
     import onnxruntime as ort
 
-    options = _options(optimize, threads)
+    options = session_options(optimize, threads)
     try:
         if has_external_data(model) or tensor_bytes(model) > _INLINE_LIMIT:
             from onnxsmith.ir._io import save
@@ -57,7 +58,7 @@ def session_from_file(path: str | os.PathLike, *, optimize: bool = False, thread
     import onnxruntime as ort
 
     try:
-        return ort.InferenceSession(os.fspath(path), _options(optimize, threads), providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(os.fspath(path), session_options(optimize, threads), providers=["CPUExecutionProvider"])
     except Exception as e:
         raise UnsupportedError(f"onnxruntime cannot load {path}: {first_line(e)}") from e
 

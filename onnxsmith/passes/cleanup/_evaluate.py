@@ -15,6 +15,7 @@ import onnx
 import onnx_ir as ir
 
 from onnxsmith.errors import first_line
+from onnxsmith.verify._session import session_options
 from onnxsmith.passes.cleanup._constants import is_default_domain
 from onnxsmith.passes.cleanup._numpy_kernels import KERNELS, Unsupported
 from onnxsmith.passes.cleanup._single_node import input_names, single_node_model
@@ -55,12 +56,8 @@ def _run_onnxruntime(node: ir.Node, inputs: Sequence[np.ndarray | None], opset_i
         model = single_node_model(
             node, [onnx.helper.make_tensor_value_info(n, onnx.helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
                    for n, a in feeds.items()], opset_imports, ir_version)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(model.SerializeToString(), session_options(),
+                                       providers=["CPUExecutionProvider"])
         outputs = session.run(None, feeds)
     except Exception as e:  # onnxruntime raises its own exception types
         raise EvaluationError(f"{node.op_type}: onnxruntime: {first_line(e, 200)}") from e

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import numpy as np
 import onnx
 import onnx.printer
 import onnx_ir as ir
-import onnxruntime as ort
 
 from onnxsmith.ir.text import parse_text
 from onnxsmith.passes.base import Tolerance
 from onnxsmith.passes.rewrite.driver import RewriteStats, apply_rules
 from onnxsmith.passes.rewrite.rule import Rule, RuleSet
 from onnxsmith.verify import compare_outputs, generate_inputs, verify_structure
+from onnxsmith.verify._session import run_model
 
 __all__ = ["assert_no_rewrite", "assert_rewrites", "canonical_text"]
 
@@ -34,14 +33,6 @@ def _strip_value_info(graph: onnx.GraphProto) -> None:
                 _strip_value_info(attr.g)
             for sub in attr.graphs:
                 _strip_value_info(sub)
-
-
-def _run(model: ir.Model, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(ir.to_proto(model).SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    return session.run(None, inputs)
 
 
 def canonical_text(model: ir.Model) -> str:
@@ -65,7 +56,7 @@ def assert_rewrites(rules: RuleSet | Iterable[Rule], before: str, after: str, *,
     if reference is not None:
         inputs = generate_inputs(reference)
         names = [v.name for v in reference.graph.outputs]
-        diffs = compare_outputs(_run(reference, inputs), _run(model, inputs), names, tolerance or Tolerance())
+        diffs = compare_outputs(run_model(reference, inputs), run_model(model, inputs), names, tolerance or Tolerance())
         bad = [d.describe() for d in diffs if not d.ok]
         assert not bad, "rewritten model computes different outputs: " + "; ".join(bad)
     return stats
