@@ -1,0 +1,20 @@
+"""Quantization passes: plan (annotate-quant) -> QDQ (insert-qdq) -> storage (fold-scales); dynamic; weight-only.
+
+:mod:`~onnxsmith.passes.quant.scales` holds the arithmetic every pass shares: scale and zero point
+from a range, and tensors through QuantizeLinear/DequantizeLinear.
+"""
+
+from __future__ import annotations
+
+from onnxsmith.passes.quant.scales import (
+    INTEGER_BOUNDS,
+    QuantParams,
+    dequantize,
+    params_for_range,
+    quantize,
+    quantize_blockwise,
+    quantize_weight,
+)
+
+__all__ = ["INTEGER_BOUNDS", "QuantParams", "dequantize", "params_for_range", "quantize", "quantize_blockwise",
+           "quantize_weight"]
