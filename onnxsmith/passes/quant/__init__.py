@@ -6,6 +6,7 @@ from a range, and tensors through QuantizeLinear/DequantizeLinear.
 
 from __future__ import annotations
 
+from onnxsmith.passes.quant.dynamic import QuantizeDynamic
 from onnxsmith.passes.quant.scales import (
     INTEGER_BOUNDS,
     QuantParams,
@@ -16,5 +17,13 @@ from onnxsmith.passes.quant.scales import (
     quantize_weight,
 )
 
-__all__ = ["INTEGER_BOUNDS", "QuantParams", "dequantize", "params_for_range", "quantize", "quantize_blockwise",
-           "quantize_weight"]
+__all__ = [
+    "INTEGER_BOUNDS",
+    "QuantParams",
+    "QuantizeDynamic",
+    "dequantize",
+    "params_for_range",
+    "quantize",
+    "quantize_blockwise",
+    "quantize_weight",
+]

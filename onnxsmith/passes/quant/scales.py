@@ -37,6 +37,7 @@ __all__ = [
     "block_ranges",
     "channel_ranges",
     "dequantize",
+    "matmul_error_bound",
     "params_for_range",
     "quantize",
     "quantize_blockwise",
@@ -221,3 +222,29 @@ def quantize_blockwise(weight: np.ndarray, dtype: ir.DataType, *, axis: int, blo
     low, high = block_ranges(weight, axis, block_size)
     params = params_for_range(low, high, dtype, symmetric=symmetric, axis=axis % weight.ndim, block_size=block_size)
     return quantize(weight, params), params
+
+
+def matmul_error_bound(a_abs: np.ndarray, w_abs: np.ndarray, a_step: float | np.ndarray,
+                       w_step: np.ndarray) -> np.ndarray:
+    """Elementwise bound on ``|A @ W - A' @ W'|`` when ``A'`` and ``W'`` went through Q/DQ.
+
+    With ``|A - A'| <= a_step / 2`` and ``|W - W'| <= w_step / 2`` (elementwise, ``w_step``
+    broadcast to ``W``'s ``[K, N]`` shape: per tensor, per column or per block)::
+
+        |A W - A' W'| <= |A - A'| |W| + |A'| |W - W'|
+                      <= a_step / 2 * sum_k |W[k, n]| + sum_k (|A[m, k]| + a_step / 2) * w_step[k, n] / 2
+
+    Args:
+        a_abs: ``|A|``, shape ``[..., K]``.
+        w_abs: ``|W|``, shape ``[K, N]``.
+        a_step: Step (scale) of ``A``'s quantization; 0 when ``A`` stays in float.
+        w_step: Steps of ``W``'s quantization, broadcastable to ``[K, N]``.
+
+    Returns:
+        The bound, shape ``[..., N]`` (float64; add float32 accumulation error when comparing).
+    """
+    a_abs = np.asarray(a_abs, np.float64)
+    w_abs = np.asarray(w_abs, np.float64)
+    a_half = np.asarray(a_step, np.float64) / 2
+    w_half = np.broadcast_to(np.asarray(w_step, np.float64), w_abs.shape) / 2
+    return a_half * w_abs.sum(axis=0) + (a_abs + a_half) @ w_half
