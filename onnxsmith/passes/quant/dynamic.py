@@ -18,7 +18,8 @@ Forms, by target:
 - other targets: standard ONNX, ``DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul(s_a * s_w)``
   (plus ``Add`` for a Gemm bias), the pattern onnxruntime itself fuses into its integer kernels.
 
-Gemm is handled when ``transA = 0``: ``alpha`` is folded into the weight before quantization,
+Only float32 weights are quantized (the ops' inputs share one type, so ``A`` is float32 too; its
+type need not be inferred). Gemm is handled when ``transA = 0``: ``alpha`` is folded into the weight before quantization,
 ``transB`` into its layout, and ``beta * C`` becomes the bias when ``C`` is absent or a constant
 scalar / ``[N]`` / ``[1, N]``.
 
@@ -162,7 +163,7 @@ def _rules(plan: _Plan) -> RuleSet:
     """The rules of one run of ``quantize-dynamic`` for ``plan``."""
 
     # MatMul(A, W) -> DynamicQuantizeMatMul(A, W_q, s_w, zp_w)  |  DQL -> MatMulInteger -> Cast -> Mul
-    @rule("dynamic-matmul", Op("MatMul", Var("a", dtype=_FLOAT), Const("w", shape=S.ANY, dtype=_FLOAT), _name="mm"))
+    @rule("dynamic-matmul", Op("MatMul", Var("a"), Const("w", shape=S.ANY, dtype=_FLOAT), _name="mm"))
     def dynamic_matmul(op: RewriterContext, m: Match) -> Replacement | Decline:
         """MatMul(A, W) -> dynamic int8 MatMul"""
         reason = _common_reason(plan, m, "mm")
@@ -183,7 +184,7 @@ def _rules(plan: _Plan) -> RuleSet:
         return _integer_matmul(op, m["a"], weight)
 
     # Gemm(A, W, C?) -> DynamicQuantizeMatMul(A, alpha * W(^T)_q, s_w, zp_w, beta * C)  |  standard form + Add
-    @rule("dynamic-gemm", Op("Gemm", Var("a", dtype=_FLOAT), Const("w", shape=S.ANY, dtype=_FLOAT),
+    @rule("dynamic-gemm", Op("Gemm", Var("a"), Const("w", shape=S.ANY, dtype=_FLOAT),
                              Opt(Const("c", shape=S.ANY, dtype=_FLOAT)), _name="gemm"))
     def dynamic_gemm(op: RewriterContext, m: Match) -> Replacement | Decline:
         """Gemm(A, W, C?) -> dynamic int8 MatMul with bias"""
@@ -226,7 +227,7 @@ def _rules(plan: _Plan) -> RuleSet:
 
     # Attention(X, W, b?, mask?, past?) -> QAttention(DQL(X), W_q, b, s_x, s_w, mask, zp_x, zp_w, past)
     @rule("dynamic-attention",
-          Op("Attention", Var("x", dtype=_FLOAT), Const("w", shape=S.ANY, dtype=_FLOAT),
+          Op("Attention", Var("x"), Const("w", shape=S.ANY, dtype=_FLOAT),
              Opt(Const("b", shape=S.PER_CHANNEL, dtype=_FLOAT)), Opt(Var("mask")), Opt(Var("past")),
              _domain=MS_DOMAIN, _name="attention"))
     def dynamic_attention(op: RewriterContext, m: Match) -> Replacement | Decline:
