@@ -6,7 +6,10 @@
   each candidate's figure is the median of its runs, in milliseconds.
 * Tools run in child processes (:func:`run_child`): wall time and the child's own peak resident
   set size come from ``os.wait4``, which reports the rusage of that one process (not the maximum
-  over all children, as ``RUSAGE_CHILDREN`` would).
+  over all children, as ``RUSAGE_CHILDREN`` would). Linux counts in a child's peak RSS the pages
+  it shared with its parent between fork and exec, so a benchmark holding large sessions would
+  inflate every child's figure: the child is therefore started by a small launcher process (this
+  file run as a script, ``--measure``) and the figures include at most the launcher's ~10 MiB.
 * Tables are GitHub markdown (:func:`markdown_table`); ratios read ``1.23x`` (:func:`ratio`).
 
 These are benchmark tools: they are never imported by the onnxsmith package or its tests.
@@ -14,6 +17,7 @@ These are benchmark tools: they are never imported by the onnxsmith package or i
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -25,8 +29,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 ZOO = ROOT / "tools" / "out" / "zoo"
@@ -56,6 +62,8 @@ def feeds_for(sess, data: Mapping[str, np.ndarray], rows: slice) -> dict[str, np
 
 def run_batched(sess, data: Mapping[str, np.ndarray], n: int, batch: int = 16) -> list[np.ndarray]:
     """All outputs of ``sess`` on the first ``n`` rows of ``data``, run ``batch`` rows at a time."""
+    import numpy as np
+
     parts: list[list[np.ndarray]] = []
     for start in range(0, n, batch):
         parts.append(sess.run(None, feeds_for(sess, data, slice(start, min(n, start + batch)))))
@@ -97,32 +105,35 @@ class ChildResult:
         return lines[-1] if lines else f"exit code {self.returncode}"
 
 
-def run_child(argv: Sequence[str], timeout: float | None = None, env: Mapping[str, str] | None = None) -> ChildResult:
-    """Runs ``argv`` to completion and returns its exit code, output, wall time and peak RSS."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        child = subprocess.Popen(list(argv), stdout=out, stderr=err, env=None if env is None else dict(env))
-        timer = threading.Timer(timeout, child.kill) if timeout else None
+def run_child(argv: Sequence[str], timeout: float | None = None) -> ChildResult:
+    """Runs ``argv`` to completion (killed after ``timeout`` seconds); exit code, output, wall time, peak RSS."""
+    with tempfile.TemporaryDirectory(prefix="bench-child-") as work:
+        files = {name: Path(work) / name for name in ("stdout", "stderr", "usage.json")}
+        launcher = [sys.executable, __file__, "--measure", str(files["usage.json"]), str(timeout or 0), *argv]
+        with open(files["stdout"], "w") as out, open(files["stderr"], "w") as err:
+            subprocess.run(launcher, stdout=out, stderr=err, check=False)
+        if not files["usage.json"].exists():
+            raise RuntimeError(f"the launcher failed: {files['stderr'].read_text()[-500:]}")
+        usage = json.loads(files["usage.json"].read_text())
+        return ChildResult(usage["returncode"], files["stdout"].read_text(), files["stderr"].read_text(),
+                           usage["seconds"], usage["maxrss_kib"] / 1024)
+
+
+def _measure(usage_path: str, timeout: str, *argv: str) -> None:
+    """Launcher body: runs ``argv`` with inherited stdout/stderr and writes its rusage as JSON."""
+    start = time.perf_counter()
+    child = subprocess.Popen(list(argv))
+    timer = threading.Timer(float(timeout), child.kill) if float(timeout) > 0 else None
+    if timer:
+        timer.start()
+    try:
+        _, status, usage = os.wait4(child.pid, 0)
+    finally:
         if timer:
-            timer.start()
-        try:
-            _, status, usage = os.wait4(child.pid, 0)
-        finally:
-            if timer:
-                timer.cancel()
-        seconds = time.perf_counter() - start
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return ChildResult(child.returncode, out.read(), err.read(), seconds, usage.ru_maxrss / 1024)
-
-
-def single_thread_env() -> dict[str, str]:
-    """This process's environment with OpenMP/BLAS pools limited to one thread."""
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        env[var] = "1"
-    return env
+            timer.cancel()
+    child.returncode = os.waitstatus_to_exitcode(status)
+    Path(usage_path).write_text(json.dumps({"returncode": child.returncode, "seconds": time.perf_counter() - start,
+                                            "maxrss_kib": usage.ru_maxrss}))
 
 
 def node_count(path: str | os.PathLike) -> int:
@@ -172,3 +183,7 @@ def machine_line() -> str:
         pass
     return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, onnx {onnx.__version__}, "
             f"onnxruntime {onnxruntime.__version__}")
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--measure"]:
+    _measure(*sys.argv[2:])
