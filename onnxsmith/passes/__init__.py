@@ -20,6 +20,7 @@ from onnxsmith.passes.registry import (
 from onnxsmith.passes import cleanup as _cleanup  # noqa: E402,F401  (registers built-ins)
 from onnxsmith.passes import fusion as _fusion  # noqa: E402,F401  (registers fuse)
 from onnxsmith.passes import quant as _quant  # noqa: E402,F401  (registers the quantization passes)
+from onnxsmith.passes import train as _train  # noqa: E402,F401  (registers build-gradients)
 
 __all__ = [
     "ALL",

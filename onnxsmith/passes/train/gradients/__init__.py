@@ -1,0 +1,22 @@
+"""Gradient rules, one family of operators per module; importing the package registers them all.
+
+- ``elementwise``: Add, Sub, Mul, Div, Neg, Exp, Log, Sqrt, Pow, Sum, Where, Clip, Cast, Identity, Dropout;
+- ``activations``: Relu, LeakyRelu, Sigmoid, Tanh, Erf, Gelu, HardSigmoid, HardSwish, Softmax, LogSoftmax;
+- ``linear``: MatMul, Gemm;
+- ``reductions``: ReduceSum, ReduceMean;
+- ``shapes``: Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Expand, Concat, Split, Slice, Gather;
+- ``normalization``: LayerNormalization, BatchNormalization (inference form);
+- ``convolution``: Conv, AveragePool, GlobalAveragePool, MaxPool.
+"""
+
+from __future__ import annotations
+
+from onnxsmith.passes.train.gradients import (  # noqa: F401  (registration)
+    activations,
+    convolution,
+    elementwise,
+    linear,
+    normalization,
+    reductions,
+    shapes,
+)

@@ -1,0 +1,212 @@
+"""Gradients of Conv and pooling (``dy`` is the gradient of the output ``y``, ``N`` spatial axes).
+
+Conv ``y = conv(x, w) + b`` with strides ``s``, dilations ``d``, pads ``(pb, pe)`` and ``g`` groups:
+
+- ``dx`` is the transposed convolution of ``dy`` with the same weights: ConvTranspose takes the
+  ``[M, C/g, k...]`` weight layout as it is. Where ``x + pb + pe - d*(k-1) - 1`` is not a multiple
+  of the stride, the last rows of ``x`` were never read and get zeros: ``output_padding`` when
+  spatial sizes are static, else a ConvTranspose without end padding, padded by ``s - 1`` zeros
+  and sliced to ``Shape(x)``.
+- ``dw`` by im2col (measured faster on onnxruntime than a Conv over batch-transposed tensors):
+  every kernel offset ``o`` selects, from ``x`` padded, the strided window
+  ``x_pad[..., o*d : o*d + s*(out-1) + 1 : s]``; stacked they form ``cols [n, C, K, P]``
+  (``K`` kernel offsets, ``P`` output positions) and
+  ``dw[m, c, k] = sum_{n, p} dy[n, m, p] * cols[n, c, k, p]`` within each group: one batched
+  MatMul reduced over the batch (depthwise convolutions use a Mul and a ReduceSum instead).
+- ``db = sum(dy)`` over every axis but 1.
+
+AveragePool is a depthwise convolution with weights ``1/K``, so ``dx`` is the ConvTranspose above
+with ``C`` groups of such weights; without ``count_include_pad`` each window's gradient is first
+rescaled by ``K / valid(window)``, where ``valid / K`` is the AveragePool of ones. GlobalAveragePool
+spreads ``dy / (H*W...)`` over the input. MaxPool routes each ``dy`` to the argmax of its window:
+the MaxPool's Indices output (a second MaxPool computes it when the model does not) scatters ``dy``
+into zeros with ``ScatterElements(reduction='add')``, so overlapping windows add up (opset 16).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxsmith.passes.train.context import GradContext, dims_of
+from onnxsmith.passes.train.registry import gradient
+
+Grads = Sequence[ir.Value | None]
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The sliding-window geometry of a Conv or pooling node, pads resolved."""
+
+    kernel: list[int]
+    strides: list[int]
+    dilations: list[int]
+    begin: list[int]
+    end: list[int]
+
+    @property
+    def pads(self) -> list[int]:
+        return self.begin + self.end
+
+
+def _window(ctx: GradContext, node: ir.Node, kernel: list[int]) -> _Window:
+    n = len(kernel)
+    attrs = node.attributes
+    strides = list(attrs.get_ints("strides", [1] * n))
+    dilations = list(attrs.get_ints("dilations", [1] * n))
+    pads = list(attrs.get_ints("pads", [0] * 2 * n))
+    auto_pad = attrs.get_string("auto_pad", "NOTSET")
+    if auto_pad == "VALID":
+        pads = [0] * 2 * n
+    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        dims = dims_of(node.inputs[0])
+        spatial = dims[2:] if dims is not None else []
+        if len(spatial) != n or not all(isinstance(v, int) for v in spatial):
+            raise ctx.fail(f"auto_pad={auto_pad} on an input without static spatial sizes",
+                           "give the input static spatial sizes, or export with explicit pads")
+        pads = [0] * 2 * n
+        for i, size in enumerate(spatial):
+            total = max(0, (math.ceil(size / strides[i]) - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - size)
+            small, large = total // 2, total - total // 2
+            pads[i], pads[i + n] = (small, large) if auto_pad == "SAME_UPPER" else (large, small)
+    return _Window(kernel, strides, dilations, pads[:n], pads[n:])
+
+
+def _transposed(ctx: GradContext, dy: ir.Value, w: ir.Value, x: ir.Value, y: ir.Value, win: _Window,
+                group: int) -> ir.Value:
+    """``ConvTranspose(dy, w)`` cut or padded to the shape of ``x``: the input gradient."""
+    n = len(win.kernel)
+    x_dims, y_dims = dims_of(x), dims_of(y)
+    common = dict(strides=win.strides, dilations=win.dilations, kernel_shape=win.kernel,
+                  group=group if group != 1 else None)
+    if x_dims is not None and y_dims is not None and all(isinstance(v, int) for v in x_dims[2:] + y_dims[2:]):
+        extra = [x_dims[2 + i] - (win.strides[i] * (y_dims[2 + i] - 1) + win.dilations[i] * (win.kernel[i] - 1) + 1
+                                  - win.begin[i] - win.end[i]) for i in range(n)]
+        return ctx.op("ConvTranspose", dy, w, pads=win.pads, output_padding=extra if any(extra) else None, **common)
+    full = ctx.op("ConvTranspose", dy, w, pads=win.begin + [0] * n, **common)
+    if any(s > 1 for s in win.strides):
+        full = ctx.op("Pad", full, ctx.ints([0] * (n + 2) + [0, 0] + [s - 1 for s in win.strides]))
+    spatial = ctx.op("Slice", ctx.shape(x), ctx.ints([2]), ctx.ints([n + 2]))
+    return ctx.op("Slice", full, ctx.ints([0] * n), spatial, ctx.ints(list(range(2, n + 2))))
+
+
+def _static_weight(ctx: GradContext, w: ir.Value) -> tuple[int, ...]:
+    shape = ctx.static_shape(w)
+    if shape is None:
+        raise ctx.fail(f"the weight '{w.name}' has no static shape", "run infer-shapes first")
+    return shape
+
+
+@gradient("Conv")
+def conv(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
+    x, w = node.inputs[:2]
+    dy, y = output_grads[0], node.outputs[0]
+    w_shape = _static_weight(ctx, w)
+    win = _window(ctx, node, list(node.attributes.get_ints("kernel_shape", w_shape[2:])))
+    group = node.attributes.get_int("group", 1)
+    grads: list[ir.Value | None] = [None] * len(node.inputs)
+    if ctx.needs(0):
+        grads[0] = _transposed(ctx, dy, w, x, y, win, group)
+    if ctx.needs(1):
+        grads[1] = _weight_gradient(ctx, x, dy, y, w, w_shape, win, group)
+    if len(node.inputs) > 2 and ctx.needs(2):
+        grads[2] = ctx.reduce("ReduceSum", dy, [0, *range(2, ctx.rank(x))], keepdims=False)
+    return grads
+
+
+def _weight_gradient(ctx: GradContext, x: ir.Value, dy: ir.Value, y: ir.Value, w: ir.Value,
+                     w_shape: tuple[int, ...], win: _Window, group: int) -> ir.Value:
+    cols = _im2col(ctx, x, y, win)
+    m, c_group = w_shape[0], w_shape[1]
+    k = int(np.prod(win.kernel))
+    if m == group and c_group == 1:  # depthwise: one filter per channel
+        dy_cols = ctx.unsqueeze(ctx.op("Reshape", dy, ctx.ints([0, m, -1])), [2])
+        product = ctx.op("Mul", ctx.op("Reshape", cols, ctx.ints([0, m, k, -1])), dy_cols)
+        return ctx.op("Reshape", ctx.reduce("ReduceSum", product, [0, 3], keepdims=False), ctx.ints(w_shape))
+    m_group = m // group
+    cols = ctx.op("Reshape", cols, ctx.ints([0, group, c_group * k, -1]))
+    dy_t = ctx.op("Transpose", ctx.op("Reshape", dy, ctx.ints([0, group, m_group, -1])), perm=[0, 1, 3, 2])
+    per_sample = ctx.op("MatMul", cols, dy_t)
+    summed = ctx.reduce("ReduceSum", per_sample, [0], keepdims=False)
+    return ctx.op("Reshape", ctx.op("Transpose", summed, perm=[0, 2, 1]), ctx.ints(w_shape))
+
+
+def _im2col(ctx: GradContext, x: ir.Value, y: ir.Value, win: _Window) -> ir.Value:
+    """``[n, C, K, out...]``: for each kernel offset, the input values it multiplied."""
+    n = len(win.kernel)
+    padded = ctx.op("Pad", x, ctx.ints([0, 0, *win.begin, 0, 0, *win.end])) if any(win.pads) else x
+    y_dims = dims_of(y)
+    out = y_dims[2:] if y_dims is not None else None
+    reach: list[int] | ir.Value
+    if out is not None and all(isinstance(v, int) for v in out):
+        reach = [s * (o - 1) + 1 for s, o in zip(win.strides, out)]  # type: ignore[operator]
+    else:
+        out_sizes = ctx.op("Slice", ctx.shape(y), ctx.ints([2]), ctx.ints([n + 2]))
+        reach = ctx.op("Add", ctx.op("Mul", ctx.op("Sub", out_sizes, ctx.ints([1])), ctx.ints(win.strides)),
+                       ctx.ints([1]))
+    axes, steps = ctx.ints(list(range(2, n + 2))), ctx.ints(win.strides)
+    patches = []
+    for offset in itertools.product(*(range(k) for k in win.kernel)):
+        first = [o * d for o, d in zip(offset, win.dilations)]
+        ends = (ctx.ints([f + r for f, r in zip(first, reach)]) if isinstance(reach, list)
+                else ctx.op("Add", ctx.ints(first), reach))
+        patch = ctx.op("Slice", padded, ctx.ints(first), ends, axes, steps)
+        patches.append(ctx.unsqueeze(patch, [2]))
+    return ctx.op("Concat", *patches, axis=2) if len(patches) > 1 else patches[0]
+
+
+@gradient("AveragePool")
+def average_pool(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
+    x, y, dy = node.inputs[0], node.outputs[0], output_grads[0]
+    if node.attributes.get_int("ceil_mode", 0):
+        raise ctx.fail("ceil_mode=1 is not supported", "export the pooling with ceil_mode=0")
+    kernel = list(node.attributes.get_ints("kernel_shape"))
+    win = _window(ctx, node, kernel)
+    x_dims = dims_of(x)
+    channels = x_dims[1] if x_dims is not None and len(x_dims) > 1 else None
+    if not isinstance(channels, int):
+        raise ctx.fail("the number of channels is not static", "run infer-shapes first")
+    dtype = ctx.dtype(x).numpy()
+    weights = ctx.const(np.full([channels, 1, *kernel], 1.0 / np.prod(kernel), dtype=dtype))
+    if any(win.pads) and not node.attributes.get_int("count_include_pad", 0):
+        ones_shape = ctx.op("Concat", ctx.ints([1, 1]),
+                            ctx.op("Slice", ctx.shape(x), ctx.ints([2]), ctx.ints([len(kernel) + 2])), axis=0)
+        ones = ctx.op("ConstantOfShape", ones_shape, value=ir.tensor(np.ones(1, dtype=dtype)))
+        attrs = {name: attr.value for name, attr in node.attributes.items()}
+        attrs["count_include_pad"] = 1
+        valid_share = ctx.op("AveragePool", ones, **attrs)
+        dy = ctx.op("Div", dy, valid_share)
+    return [_transposed(ctx, dy, weights, x, y, win, channels)]
+
+
+@gradient("GlobalAveragePool")
+def global_average_pool(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
+    x, y = node.inputs[0], node.outputs[0]
+    share = ctx.op("Div", ctx.count(y, x), ctx.count(x, x))
+    return [ctx.op("Mul", ctx.op("Expand", output_grads[0], ctx.shape(x)), share)]
+
+
+@gradient("MaxPool")
+def max_pool(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
+    if len(output_grads) > 1 and output_grads[1] is not None:
+        raise ctx.fail("the loss depends on its Indices output")
+    if node.attributes.get_int("storage_order", 0):
+        raise ctx.fail("storage_order=1 is not supported")
+    if ctx.opset < 16:
+        raise ctx.fail("the gradient of MaxPool needs ScatterElements with reduction (opset 16)",
+                       "convert the model to opset 16 or later")
+    x = node.inputs[0]
+    indices = node.outputs[1] if len(node.outputs) > 1 and node.outputs[1].name else None
+    if indices is None:
+        attrs = {name: attr.value for name, attr in node.attributes.items()}
+        indices = ctx.op("MaxPool", x, outputs=2, **attrs)[1]
+    flat = ctx.ints([-1])
+    zeros = ctx.zeros(ctx.op("Reshape", ctx.op("Size", x), ctx.ints([1])), x)
+    routed = ctx.op("ScatterElements", zeros, ctx.op("Reshape", indices, flat), ctx.op("Reshape", output_grads[0], flat),
+                    axis=0, reduction="add")
+    return [ctx.reshape_like(routed, x)]

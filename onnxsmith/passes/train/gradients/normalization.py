@@ -1,0 +1,92 @@
+"""Gradients of LayerNormalization and BatchNormalization (inference form).
+
+LayerNormalization over the axes ``A = [axis, rank)`` (``M`` elements per normalized group):
+``xhat = (x - mean) * r`` with ``r = 1 / sqrt(var + eps)``, ``y = xhat * scale + bias``.
+With ``g = dy * scale``:
+
+    dx     = r * (g - mean_A(g) - xhat * mean_A(g * xhat))
+    dscale = dy * xhat summed over the leading (non-normalized) axes
+    dbias  = dy summed over the leading axes
+
+``mean`` and ``r`` are read from the node's optional Mean and InvStdDev outputs when the model
+has them, and recomputed otherwise. Gradients flowing into those two outputs are not supported.
+
+BatchNormalization in inference form normalizes channel ``c`` (axis 1) with constant statistics:
+``y = (x - mean_c) * r_c * scale_c + bias_c``, ``r_c = 1 / sqrt(var_c + eps)``. So
+``dx = dy * scale_c * r_c``, ``dscale_c = sum(dy * (x - mean_c) * r_c)`` and ``dbias_c = sum(dy)``
+over every axis but 1. The running statistics (inputs 3 and 4) are not differentiated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import onnx_ir as ir
+
+from onnxsmith.passes.train.context import GradContext
+from onnxsmith.passes.train.registry import gradient
+
+Grads = Sequence[ir.Value | None]
+
+
+@gradient("LayerNormalization")
+def layer_normalization(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
+    if any(g is not None for g in output_grads[1:]):
+        raise ctx.fail("the loss depends on its Mean or InvStdDev output")
+    x, scale = node.inputs[:2]
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    dy = output_grads[0]
+    rank = ctx.rank(x)
+    axis = node.attributes.get_int("axis", -1) % rank
+    axes = list(range(axis, rank))
+    mean, inv_std = _statistics(ctx, node, axes)
+    xhat = ctx.op("Mul", ctx.op("Sub", x, mean), inv_std)
+    grads: list[ir.Value | None] = [None, None, None][: len(node.inputs)]
+    if ctx.needs(0):
+        g = ctx.op("Mul", dy, scale)
+        centred = ctx.op("Sub", g, ctx.reduce("ReduceMean", g, axes))
+        along = ctx.op("Mul", xhat, ctx.reduce("ReduceMean", ctx.op("Mul", g, xhat), axes))
+        grads[0] = ctx.op("Mul", ctx.op("Sub", centred, along), inv_std)
+    if ctx.needs(1):
+        grads[1] = ctx.unbroadcast(ctx.op("Mul", dy, xhat), scale)
+    if bias is not None and ctx.needs(2):
+        grads[2] = ctx.unbroadcast(dy, bias)
+    return grads
+
+
+def _statistics(ctx: GradContext, node: ir.Node, axes: list[int]) -> tuple[ir.Value, ir.Value]:
+    """Mean and inverse standard deviation over ``axes`` (kept as size-1 axes)."""
+    outputs = list(node.outputs) + [None, None]
+    mean, inv_std = outputs[1], outputs[2]
+    if mean is not None and inv_std is not None and mean.name and inv_std.name:
+        return mean, inv_std
+    x = node.inputs[0]
+    mean = ctx.reduce("ReduceMean", x, axes)
+    centred = ctx.op("Sub", x, mean)
+    variance = ctx.reduce("ReduceMean", ctx.op("Mul", centred, centred), axes)
+    epsilon = ctx.scalar(node.attributes.get_float("epsilon", 1e-5), x)
+    return mean, ctx.op("Reciprocal", ctx.op("Sqrt", ctx.op("Add", variance, epsilon)))
+
+
+@gradient("BatchNormalization", nondifferentiable=[3, 4])
+def batch_normalization(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
+    if node.attributes.get_int("training_mode", 0) or len(node.outputs) > 1:
+        raise ctx.fail("only the inference form (training_mode=0, one output) is supported")
+    x, scale, bias, mean, var = node.inputs
+    dy = output_grads[0]
+    rank = ctx.rank(x)
+    per_channel = [-1] + [1] * (rank - 2)
+    epsilon = ctx.scalar(node.attributes.get_float("epsilon", 1e-5), x)
+    inv_std = ctx.op("Reciprocal", ctx.op("Sqrt", ctx.op("Add", var, epsilon)))
+    channel_axes = [0, *range(2, rank)]
+    grads: list[ir.Value | None] = [None] * 5
+    if ctx.needs(0):
+        factor = ctx.op("Reshape", ctx.op("Mul", scale, inv_std), ctx.ints(per_channel))
+        grads[0] = ctx.op("Mul", dy, factor)
+    if ctx.needs(1):
+        shift = ctx.op("Reshape", mean, ctx.ints(per_channel))
+        xhat = ctx.op("Mul", ctx.op("Sub", x, shift), ctx.op("Reshape", inv_std, ctx.ints(per_channel)))
+        grads[1] = ctx.reduce("ReduceSum", ctx.op("Mul", dy, xhat), channel_axes, keepdims=False)
+    if ctx.needs(2):
+        grads[2] = ctx.reduce("ReduceSum", dy, channel_axes, keepdims=False)
+    return grads

@@ -1,0 +1,103 @@
+"""The registry of gradient rules, keyed by operator type.
+
+A gradient rule is the vector-Jacobian product of one operator: given the node and the gradients
+of the loss with respect to its outputs, it appends the nodes that compute the gradients with
+respect to its inputs and returns them::
+
+    @gradient("Mul")
+    def mul(ctx: GradContext, node: ir.Node, output_grads: list[ir.Value | None]) -> list[ir.Value | None]:
+        a, b = node.inputs
+        dy = output_grads[0]
+        return [ctx.unbroadcast(ctx.op("Mul", dy, b), a), ctx.unbroadcast(ctx.op("Mul", dy, a), b)]
+
+``output_grads`` holds one entry per output, None where no gradient flows into that output. The
+rule returns one entry per input, None for inputs that get no gradient. ``nondifferentiable``
+lists input positions that never carry a gradient (shapes, indices, axes, running statistics):
+the reverse sweep stops there, so no parameter is reached through them and no rule is asked.
+Integer and boolean inputs are never differentiated, whatever the rule says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import onnx_ir as ir
+
+from onnxsmith.errors import UnsupportedError
+
+if TYPE_CHECKING:
+    from onnxsmith.passes.train.context import GradContext
+
+__all__ = ["GradientFunction", "GradientRule", "find_rule", "get_rule", "gradient", "registered_ops"]
+
+GradientFunction = Callable[["GradContext", ir.Node, Sequence["ir.Value | None"]], Sequence["ir.Value | None"]]
+
+
+@dataclass(frozen=True)
+class GradientRule:
+    """One operator's gradient: the function and the inputs it never differentiates."""
+
+    domain: str
+    op_type: str
+    function: GradientFunction
+    nondifferentiable: frozenset[int]
+
+    def differentiable(self, index: int) -> bool:
+        """Whether input ``index`` can carry a gradient at all."""
+        return index not in self.nondifferentiable
+
+
+_RULES: dict[tuple[str, str], GradientRule] = {}
+
+
+def gradient(op_type: str, *, domain: str = "", nondifferentiable: Iterable[int] = ()
+             ) -> Callable[[GradientFunction], GradientFunction]:
+    """Registers the decorated function as the gradient rule of ``(domain, op_type)``.
+
+    Args:
+        op_type: The operator type, e.g. ``"MatMul"``.
+        domain: Its domain; ``""`` is the default ONNX domain.
+        nondifferentiable: Input positions that never carry a gradient.
+    """
+
+    def register(function: GradientFunction) -> GradientFunction:
+        key = (_domain(domain), op_type)
+        if key in _RULES:
+            raise ValueError(f"a gradient rule for {op_type} is already registered")
+        _RULES[key] = GradientRule(key[0], op_type, function, frozenset(nondifferentiable))
+        return function
+
+    return register
+
+
+def get_rule(node: ir.Node) -> GradientRule:
+    """The rule of ``node``'s operator.
+
+    Raises:
+        UnsupportedError: No rule is registered for the operator; the message names the node.
+    """
+    rule = _RULES.get((_domain(node.domain), node.op_type))
+    if rule is None:
+        where = f"'{node.name}'" if node.name else "without a name"
+        domain = f" (domain '{node.domain}')" if _domain(node.domain) else ""
+        raise UnsupportedError(
+            f"no gradient rule for {node.op_type}{domain}: node {where} lies between a parameter and the loss",
+            "freeze the parameters that reach it (build-gradients{freeze=...}) or register a rule with "
+            "onnxsmith.passes.train.gradient")
+    return rule
+
+
+def find_rule(node: ir.Node) -> GradientRule | None:
+    """The rule of ``node``'s operator, or None."""
+    return _RULES.get((_domain(node.domain), node.op_type))
+
+
+def registered_ops() -> list[str]:
+    """Operator types with a gradient rule (``domain::op`` outside the default domain), sorted."""
+    return sorted(op if not domain else f"{domain}::{op}" for domain, op in _RULES)
+
+
+def _domain(domain: str) -> str:
+    return "" if domain == "ai.onnx" else domain
