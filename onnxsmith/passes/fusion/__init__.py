@@ -9,10 +9,6 @@ Each module holds one family of rewrite rules, named as in
 - ``gemm``: 2-D MatMul by a constant plus a bias vector as Gemm;
 - ``transpose``: consecutive Transposes composed, Transposes folded into Gemm's ``transA``/``transB``;
 - ``conv_activation``: Conv followed by an activation as com.microsoft FusedConv (contrib op);
-- ``contrib_gelu``: decomposed exact GELU as com.microsoft Gelu (contrib op; before ``gelu``);
-- ``fast_gelu``: tanh-approximated GELU as com.microsoft FastGelu, with a constant bias Add (contrib op);
-- ``gelu``: decomposed exact or tanh GELU as ONNX Gelu (opset 20);
-- ``bias_gelu``: a constant bias Add before com.microsoft Gelu as BiasGelu (contrib op);
 - ``attention``: BERT-style self-attention as com.microsoft Attention (packed Q/K/V, contrib op);
 - ``multi_head_attention``: the same block on computed projections as com.microsoft MultiHeadAttention (contrib op).
 
@@ -38,7 +34,6 @@ from onnxsmith.codegen.targets import target_of
 from onnxsmith.errors import PassOptionError, closest
 from onnxsmith.passes.base import PassContext, PassResult, Tolerance
 from onnxsmith.passes.fusion import conv_activation, conv_bias, conv_bn, gemm, scale_conv, transpose
-from onnxsmith.passes.fusion import bias_gelu, contrib_gelu, fast_gelu, gelu
 from onnxsmith.passes.fusion import attention, multi_head_attention
 from onnxsmith.passes.registry import register_pass
 from onnxsmith.passes.rewrite import RewriteOptions, RewritePass, RuleSet, apply_rules
@@ -48,8 +43,7 @@ __all__ = ["FAMILIES", "Fuse"]
 #: Family name -> its rules, in the order ``fuse`` tries them.
 FAMILIES = MappingProxyType({module.FAMILY: module.RULES
                              for module in (conv_bn, scale_conv, conv_bias, gemm, transpose, conv_activation,
-                                           contrib_gelu, fast_gelu, gelu, bias_gelu, attention,
-                                           multi_head_attention)})
+                                           attention, multi_head_attention)})
 
 _FAMILY_OF = {r.name: family for family, rules in FAMILIES.items() for r in rules}
 
