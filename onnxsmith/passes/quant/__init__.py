@@ -16,11 +16,13 @@ from onnxsmith.passes.quant.scales import (
     quantize_blockwise,
     quantize_weight,
 )
+from onnxsmith.passes.quant.weights import QuantizeWeights
 
 __all__ = [
     "INTEGER_BOUNDS",
     "QuantParams",
     "QuantizeDynamic",
+    "QuantizeWeights",
     "dequantize",
     "params_for_range",
     "quantize",
