@@ -6,7 +6,14 @@ from a range, and tensors through QuantizeLinear/DequantizeLinear.
 
 from __future__ import annotations
 
+from onnxsmith.passes.quant.annotate import AnnotateOptions, AnnotateQuant
+from onnxsmith.passes.quant.calibration_setup import CalibrationSetup
 from onnxsmith.passes.quant.dynamic import QuantizeDynamic
+from onnxsmith.passes.quant.fold_scales import FoldScales
+from onnxsmith.passes.quant.insert_qdq import QUANT_TOLERANCE, InsertQDQ
+from onnxsmith.passes.quant.plan import NodeDecision, QuantPlan, ValueSpec
+from onnxsmith.passes.quant.weights import QuantizeWeights
+from onnxsmith.passes.registry import register_pipeline
 from onnxsmith.passes.quant.scales import (
     INTEGER_BOUNDS,
     QuantParams,
@@ -16,13 +23,24 @@ from onnxsmith.passes.quant.scales import (
     quantize_blockwise,
     quantize_weight,
 )
-from onnxsmith.passes.quant.weights import QuantizeWeights
+
+register_pipeline("qdq", "annotate-quant,insert-qdq,fold-scales",
+                  "static quantization: plan from calibration ranges, insert Q/DQ, store weights as integers")
 
 __all__ = [
     "INTEGER_BOUNDS",
+    "QUANT_TOLERANCE",
+    "AnnotateOptions",
+    "AnnotateQuant",
+    "CalibrationSetup",
+    "FoldScales",
+    "InsertQDQ",
+    "NodeDecision",
     "QuantParams",
+    "QuantPlan",
     "QuantizeDynamic",
     "QuantizeWeights",
+    "ValueSpec",
     "dequantize",
     "params_for_range",
     "quantize",
