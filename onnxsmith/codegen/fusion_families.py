@@ -30,7 +30,13 @@ FUSION_FAMILIES = MappingProxyType({
     "attention": "Q/K/V projections + scaled dot-product attention as com.microsoft Attention",
     "multi-head-attention": "scaled dot-product attention on given Q/K/V as com.microsoft MultiHeadAttention",
     "embed-layer-norm": "word/position/segment Gathers + LayerNormalization as com.microsoft EmbedLayerNormalization",
+    "scale-into-gemm": "constant Mul/Add after Gemm, Mul after MatMul, folded into weights and bias (standard ops only)",
+    "pad-into-conv": "constant Pad folded into Conv/AveragePool/MaxPool pads (standard ops only)",
+    "hard-activation": "decomposed HardSigmoid/HardSwish (Clip or Min/Max forms) as HardSigmoid/HardSwish (standard ops only)",
+    "silu": "x * Sigmoid(x) as com.microsoft QuickGelu (alpha = 1)",
+    "reshape": "consecutive Reshapes collapsed (standard ops only)",
 })
 
 #: Families whose output is standard ONNX.
-STANDARD_FUSIONS = frozenset({"conv-bn", "conv-bias", "gemm", "scale-into-conv", "transpose", "layer-norm", "gelu"})
+STANDARD_FUSIONS = frozenset({"conv-bn", "conv-bias", "gemm", "scale-into-conv", "transpose", "layer-norm", "gelu",
+                              "scale-into-gemm", "pad-into-conv", "hard-activation", "reshape"})

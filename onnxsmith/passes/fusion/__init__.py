@@ -9,8 +9,18 @@ Each module holds one family of rewrite rules, named as in
 - ``gemm``: 2-D MatMul by a constant plus a bias vector as Gemm;
 - ``transpose``: consecutive Transposes composed, Transposes folded into Gemm's ``transA``/``transB``;
 - ``conv_activation``: Conv followed by an activation as com.microsoft FusedConv (contrib op);
+- ``contrib_gelu``: decomposed exact GELU as com.microsoft Gelu (contrib op; before ``gelu``);
+- ``fast_gelu``: tanh-approximated GELU as com.microsoft FastGelu, with a constant bias Add (contrib op);
+- ``gelu``: decomposed exact or tanh GELU as ONNX Gelu (opset 20);
+- ``bias_gelu``: a constant bias Add before com.microsoft Gelu as BiasGelu (contrib op);
+- ``skip_layer_norm``: residual Add (+ bias) + LayerNormalization as com.microsoft SkipLayerNormalization;
 - ``attention``: BERT-style self-attention as com.microsoft Attention (packed Q/K/V, contrib op);
 - ``multi_head_attention``: the same block on computed projections as com.microsoft MultiHeadAttention (contrib op).
+- ``scale_gemm``: a constant Mul/Add after a Gemm, or Mul after a MatMul, folded into its weights and bias;
+- ``pad_pool``: a constant Pad folded into the pads of a Conv, AveragePool or (where exact) MaxPool;
+- ``hard_activation``: HardSigmoid/HardSwish recognised from Clip or Min/Max forms (and Min(Max) as Clip);
+- ``silu``: ``x * Sigmoid(x)`` as com.microsoft QuickGelu with ``alpha = 1`` (contrib op);
+- ``reshape``: consecutive Reshapes collapsed.
 
 ``fuse`` applies, to a fixed point, every family the context's target allows
 (``Target.allows_fusion``). ``fuse{rules=gemm}`` restricts it to the named families or rules
@@ -21,7 +31,8 @@ rejections per rule.
 Tolerance: ``rtol=1e-4, atol=1e-5``. Every rule is exact in real arithmetic; in floats, folding a
 scale into weights or a bias into a Gemm re-associates sums of products, which moves float32
 results by a few ulps per accumulated term, and FusedConv evaluates Sigmoid and Tanh with
-onnxruntime's vectorised approximations (a few ulps as well). Transpose rewrites are exact.
+onnxruntime's vectorised approximations (a few ulps as well), as QuickGelu does for SiLU;
+HardSigmoid's ``1/h`` is rounded to float32 once. Transpose, Reshape and Pad rewrites are exact.
 """
 
 from __future__ import annotations
@@ -34,7 +45,9 @@ from onnxsmith.codegen.targets import target_of
 from onnxsmith.errors import PassOptionError, closest
 from onnxsmith.passes.base import PassContext, PassResult, Tolerance
 from onnxsmith.passes.fusion import conv_activation, conv_bias, conv_bn, gemm, scale_conv, transpose
+from onnxsmith.passes.fusion import bias_gelu, contrib_gelu, fast_gelu, gelu, skip_layer_norm
 from onnxsmith.passes.fusion import attention, multi_head_attention
+from onnxsmith.passes.fusion import hard_activation, pad_pool, reshape, scale_gemm, silu
 from onnxsmith.passes.registry import register_pass
 from onnxsmith.passes.rewrite import RewriteOptions, RewritePass, RuleSet, apply_rules
 
@@ -43,7 +56,9 @@ __all__ = ["FAMILIES", "Fuse"]
 #: Family name -> its rules, in the order ``fuse`` tries them.
 FAMILIES = MappingProxyType({module.FAMILY: module.RULES
                              for module in (conv_bn, scale_conv, conv_bias, gemm, transpose, conv_activation,
-                                           attention, multi_head_attention)})
+                                           contrib_gelu, fast_gelu, gelu, bias_gelu, skip_layer_norm, attention,
+                                           multi_head_attention, scale_gemm, pad_pool, hard_activation, silu,
+                                           reshape)})
 
 _FAMILY_OF = {r.name: family for family, rules in FAMILIES.items() for r in rules}
 

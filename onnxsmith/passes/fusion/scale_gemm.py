@@ -72,7 +72,7 @@ def _constant(m: Match, name: str, what: str) -> np.ndarray | Decline:
 
 
 def _gemm() -> Op:
-    return Op("Gemm", Var("a", dtype=_FLOATS), Var("w"), Opt(Var("c")), _name="gemm")
+    return Op("Gemm", Var("a"), Var("w"), Opt(Var("c")), _name="gemm")
 
 
 # Mul(Gemm(A, B, C?), s) -> Gemm(A, B, C?, alpha * s, beta * s)  or  Gemm(A, B * s, C? * s)
