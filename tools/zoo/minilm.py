@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             return self.inner(input_ids=input_ids, attention_mask=attention_mask,
                               token_type_ids=token_type_ids).last_hidden_state
 
-    encoder = Encoder(model)
+    encoder = Encoder(model).eval()  # the wrapper too: dynamo would export active Dropouts
     sample = tokenizer(texts[:2], padding=True, return_tensors="pt")
     inputs = (sample["input_ids"], sample["attention_mask"], sample["token_type_ids"])
     names = ["input_ids", "attention_mask", "token_type_ids"]
