@@ -4,6 +4,7 @@
 
     optimize-graph IN OUT [--passes LIST] [--verify none|structural|numeric] [--inputs data.npz]
                           [--target NAME] [--json] [--print-ir-after PASS] [--load MODULE_OR_FILE]
+                          [--calib-data PATH [--calibrator NAME] | --ranges FILE] [--save-ranges FILE]
     optimize-graph passes [NAME] [--json]       passes and pipelines, with options
     optimize-graph inspect MODEL [--json]       ops, sizes, opsets, inputs/outputs
     optimize-graph verify A B [--inputs data.npz] [--rtol R] [--atol A] [--json]
@@ -29,9 +30,13 @@ import typing
 from collections.abc import Iterator, Sequence
 
 from onnxsmith import __version__
+from onnxsmith.calibration import CALIBRATORS
 from onnxsmith.codegen import list_targets
 from onnxsmith.errors import OnnxsmithError, PipelineError
 from onnxsmith.optimize import DEFAULT_PIPELINE
+
+if typing.TYPE_CHECKING:
+    from onnxsmith.calibration import Progress
 
 __all__ = ["main"]
 
@@ -46,6 +51,7 @@ _COMMANDS = ("passes", "inspect", "verify", "demo")
 _USAGE = f"""\
 {PROG} IN OUT [--passes LIST] [--verify {{none,structural,numeric}}] [--inputs NPZ]
                       [--target NAME] [--json] [--print-ir-after PASS] [--load MODULE_OR_FILE] [-v|-q] [--debug]
+                      [--calib-data PATH [--calibrator NAME] | --ranges FILE] [--save-ranges FILE]
        {PROG} passes [NAME] [--json]
        {PROG} inspect MODEL [--json]
        {PROG} verify A B [--inputs NPZ] [--rtol R] [--atol A] [--json]
@@ -162,6 +168,13 @@ def _optimize_parser() -> _Parser:
     parser.add_argument("--print-ir-after", action="append", default=[], metavar="PASS",
                         help="print the IR after this pass ('all' for every pass; repeatable or comma-separated)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    quant = parser.add_argument_group("quantization (for the qdq pipeline)")
+    quant.add_argument("--calib-data", metavar="PATH",
+                       help="calibration samples (.npz/.npy file or directory) to compute activation ranges")
+    quant.add_argument("--calibrator", choices=sorted(CALIBRATORS), default=None,
+                       help="how ranges are computed from the samples (default: minmax)")
+    quant.add_argument("--ranges", metavar="FILE", help="use these activation ranges (a ranges.json) instead")
+    quant.add_argument("--save-ranges", metavar="FILE", help="write the ranges the pipeline used to a ranges.json")
     _common(parser, load=True)
     parser.set_defaults(run=_run_optimize)
     return parser
@@ -208,6 +221,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         if args.inputs and args.verify in ("none", "structural"):
             parser.error(f"--inputs is used for numeric verification; it cannot go with --verify {args.verify}")
         args.verify = args.verify or ("numeric" if args.inputs else "structural")
+        if args.calib_data and args.ranges:
+            parser.error("give --calib-data or --ranges, not both")
+        if args.calibrator and not args.calib_data:
+            parser.error("--calibrator needs --calib-data")
     if args.verbose and args.quiet:
         parser.error("-v and -q cannot be combined")
     return args
@@ -234,13 +251,35 @@ def _run_optimize(args: argparse.Namespace) -> int:
                           ir_stream=sys.stderr if args.json else sys.stdout)
     if not (args.json or args.quiet):
         _emit(f"pipeline: {manager.pipeline}")
+    calibration = None
+    if args.calib_data:
+        from onnxsmith.passes.quant import CalibrationSetup
+
+        progress = None if args.json or args.quiet else _progress_bar
+        calibration = CalibrationSetup(args.calib_data, args.calibrator or "minmax", progress)
     result = optimize_file(args.input, args.output, manager, inputs=args.inputs, target=args.target,
-                           debug=args.debug)
+                           debug=args.debug, calibration=calibration, ranges=args.ranges,
+                           save_ranges=args.save_ranges)
     if args.json:
         _emit(to_json(result.to_dict()))
     elif not args.quiet:
         _emit(format_optimize_result(result))
     return 0
+
+
+def _progress_bar(progress: Progress) -> None:
+    """Draws the calibration progress on stderr (one line, redrawn; ends with a newline when done)."""
+    width = 30
+    fraction = progress.fraction
+    if fraction is None:
+        line = f"calibrating: {progress.runs_done} runs"
+    else:
+        filled = int(round(fraction * width))
+        chunks = f", pass {progress.chunk + 1}/{progress.num_chunks}" if progress.num_chunks > 1 else ""
+        line = f"calibrating [{'#' * filled}{'.' * (width - filled)}] {progress.runs_done}/{progress.runs_total}{chunks}"
+    done = fraction is not None and fraction >= 1.0
+    sys.stderr.write(f"\r{line}" + ("\n" if done else ""))
+    sys.stderr.flush()
 
 
 def _run_passes(args: argparse.Namespace) -> int:

@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 import onnx_ir as ir
 
+from onnxsmith.calibration import Ranges
 from onnxsmith.codegen import get_target
 from onnxsmith.errors import OutputError, PipelineError
 from onnxsmith.input_data import check_inputs, load_input_data
 from onnxsmith.ir import count_nodes, load, save
 from onnxsmith.ir.queries import all_graphs
 from onnxsmith.passes import PassContext, PassManager, PipelineReport
+from onnxsmith.passes.quant import CalibrationSetup
 
 __all__ = ["DEFAULT_PIPELINE", "OptimizeResult", "check_output_path", "optimize_file"]
 
@@ -94,7 +96,9 @@ def check_output_path(input_path: str | os.PathLike, output_path: str | os.PathL
 def optimize_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
                   pipeline: PassManager | str = DEFAULT_PIPELINE, *,
                   inputs: str | os.PathLike | Mapping[str, np.ndarray] | None = None,
-                  target: str = "generic", debug: bool = False) -> OptimizeResult:
+                  target: str = "generic", debug: bool = False, calibration: CalibrationSetup | None = None,
+                  ranges: Ranges | str | os.PathLike | None = None,
+                  save_ranges: str | os.PathLike | None = None) -> OptimizeResult:
     """Loads ``input_path``, runs ``pipeline`` on it and saves the result to ``output_path``.
 
     Args:
@@ -106,6 +110,10 @@ def optimize_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
             checked against the model's inputs. Generated from the graph's types when None.
         target: Name of the execution target, passed to the passes in their context.
         debug: Enables the pass manager's extra checks (catching a dishonest ``modified``).
+        calibration: Calibration data for ``annotate-quant`` (it calibrates the model as it is when
+            that pass runs, after cleanup and fusion).
+        ranges: Activation ranges (a ``Ranges`` or a ``ranges.json`` path) for the quantization passes.
+        save_ranges: Where to write the ranges the pipeline used (``ranges.json``).
 
     Returns:
         The report of the run and the node counts and file sizes before and after.
@@ -122,6 +130,11 @@ def optimize_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
         raise PipelineError(f"inputs are used for numeric verification, but the pipeline verifies '{manager.verify}'",
                             "verify numerically, or give no inputs")
     check_output_path(input_path, output_path)
+    ctx = PassContext(target=target, debug=debug)
+    if ranges is not None:
+        (ranges if isinstance(ranges, Ranges) else Ranges.load_json(ranges)).store(ctx)
+    if calibration is not None:
+        calibration.store(ctx)
     model = load(input_path)
     check_output_path(input_path, output_path, model)
     if inputs is not None:
@@ -131,7 +144,9 @@ def optimize_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
         else:
             manager.inputs = load_input_data(inputs, model)
     nodes_before, bytes_before = count_nodes(model), _input_bytes(Path(input_path), model)
-    report = manager.run(model, PassContext(target=target, debug=debug))
+    report = manager.run(model, ctx)
+    if save_ranges is not None:
+        _save_ranges(ctx, save_ranges)
     save(model, output_path)
     return OptimizeResult(
         input_path=os.fspath(input_path),
@@ -143,6 +158,17 @@ def optimize_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
         file_bytes_before=bytes_before,
         file_bytes_after=_output_bytes(Path(output_path)),
     )
+
+
+def _save_ranges(ctx: PassContext, path: str | os.PathLike) -> None:
+    """Writes the ranges the pipeline used (given or calibrated) to ``path``."""
+    from onnxsmith.calibration.ranges import CONTEXT_KEY
+
+    used = ctx.data.get(CONTEXT_KEY)
+    if not isinstance(used, Ranges):
+        raise OutputError("no calibration ranges to save: no pass of the pipeline calibrated",
+                          "give --calib-data and a pipeline that quantizes (e.g. --passes cleanup,qdq)")
+    used.save_json(path)
 
 
 def _input_bytes(path: Path, model: ir.Model) -> int:

@@ -12,11 +12,15 @@ import os
 import pytest
 
 from onnxsmith.passes import list_passes
+from onnxsmith.passes.quant.testing import calibrated_context
 from onnxsmith.verify import check_pass
 
 EXAMPLES = int(os.environ.get("ONNXSMITH_CONTRACT_EXAMPLES", "30"))
 
+#: Passes that need calibration data in their context (static quantization).
+CALIBRATED = frozenset({"annotate-quant", "insert-qdq"})
+
 
 @pytest.mark.parametrize("name", sorted(list_passes()))
 def test_pass_keeps_its_contract(name: str) -> None:
-    check_pass(name, max_examples=EXAMPLES)
+    check_pass(name, max_examples=EXAMPLES, context=calibrated_context(name) if name in CALIBRATED else None)

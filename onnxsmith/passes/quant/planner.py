@@ -30,12 +30,15 @@ import onnx_ir as ir
 from onnxsmith.ir.queries import op_key
 from onnxsmith.passes.quant.float_islands import find_float_islands
 from onnxsmith.passes.quant.op_roles import LINEAR_OPS, SCALE_PRESERVING_OPS, weight_axis
+from onnxsmith.passes.quant.qdq_nodes import constant_array
 from onnxsmith.passes.quant.plan import NodeDecision, QuantPlan, ValueSpec, is_absurd
 
 __all__ = ["PlanSettings", "Selection", "activation_values", "build_plan", "fused_activation", "is_constant",
            "select_nodes"]
 
 _FLOATS = frozenset({ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16})
+_RANDOM_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+                         "Bernoulli"})
 _FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip"})
 _NO_QDQ_FUSION = {"com.microsoft::FusedConv": "FusedConv has no QDQ fusion in onnxruntime (quantize before 'fuse')"}
 
@@ -76,11 +79,25 @@ class Selection:
 
 
 def is_constant(value: ir.Value) -> bool:
-    """An initializer or the output of a Constant node."""
-    if value.const_value is not None:
-        return True
-    producer = value.producer()
-    return producer is not None and producer.op_type == "Constant" and producer.domain in ("", "ai.onnx")
+    """Computed from constants only: an initializer, a Constant's output, or a node's output whose
+    inputs all are (such values have no activation range)."""
+    memo: dict[ir.Value, bool] = {}
+    stack = [value]
+    while stack:
+        current = stack[-1]
+        producer = current.producer()
+        if current.const_value is not None or (producer is not None and producer.op_type == "Constant"):
+            memo[current] = True
+        elif producer is None or producer.op_type in _RANDOM_OPS or not producer.inputs:
+            memo[current] = False
+        else:
+            pending = [v for v in producer.inputs if v is not None and v not in memo]
+            if pending:
+                stack.extend(pending)
+                continue
+            memo[current] = all(memo[v] for v in producer.inputs if v is not None)
+        stack.pop()
+    return memo[value]
 
 
 def _is_float(value: ir.Value | None) -> bool:
@@ -290,7 +307,7 @@ def _add_constant_specs(node: ir.Node, plan: QuantPlan, settings: PlanSettings) 
     """Weight specs of a quantized node's constant inputs, and its bias spec."""
     role = LINEAR_OPS.get(op_key(node))
     for index, value in enumerate(node.inputs):
-        if value is None or not _is_float(value) or not is_constant(value) or value.name in plan.values:
+        if value is None or not _is_float(value) or value.name in plan.values or constant_array(value) is None:
             continue
         if role is not None and index == role.bias:
             if value.shape is None or len(value.shape) != 1:
