@@ -130,6 +130,14 @@ class GradContext:
         """A 0-d constant with ``like``'s element type."""
         return self.const(np.asarray(number), dtype=self.dtype(like))
 
+    @staticmethod
+    def constant(value: ir.Value | None) -> np.ndarray | None:
+        """The value of an initializer or Constant node output as an array, else None."""
+        if value is None:
+            return None
+        tensor = ir.convenience.get_const_tensor(value)
+        return None if tensor is None else tensor.numpy()
+
     def dtype(self, value: ir.Value) -> ir.DataType:
         """The element type of a forward value (known once shapes are inferred)."""
         if value.dtype is None:

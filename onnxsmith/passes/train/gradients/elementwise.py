@@ -88,8 +88,9 @@ def pow_(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
     y, dy = node.outputs[0], output_grads[0]
     da = db = None
     if ctx.needs(0):
-        if b.const_value is not None:
-            exponent = b.const_value.numpy().astype(ctx.dtype(a).numpy())
+        constant = ctx.constant(b)
+        if constant is not None:
+            exponent = constant.astype(ctx.dtype(a).numpy())
             power = a if np.all(exponent == 2) else ctx.op("Pow", a, ctx.const(exponent - 1))
             da = ctx.op("Mul", ctx.op("Mul", dy, ctx.const(exponent)), power)
         else:
@@ -146,6 +147,7 @@ def identity(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
 @gradient("Dropout", nondifferentiable=[1, 2])
 def dropout(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
     training = node.inputs[2] if len(node.inputs) > 2 else None
-    if training is not None and (training.const_value is None or bool(training.const_value.numpy())):
+    mode = ctx.constant(training)
+    if training is not None and (mode is None or bool(mode)):
         raise ctx.fail("only Dropout in inference form (training_mode absent or a constant false) is supported")
     return [output_grads[0]]

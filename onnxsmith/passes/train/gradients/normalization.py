@@ -9,7 +9,7 @@ With ``g = dy * scale``:
     dbias  = dy summed over the leading axes
 
 ``mean`` and ``r`` are read from the node's optional Mean and InvStdDev outputs when the model
-has them, and recomputed otherwise. Gradients flowing into those two outputs are not supported.
+has them (cast from the stash type when it differs), and recomputed otherwise. Gradients flowing into those two outputs are not supported.
 
 BatchNormalization in inference form normalizes channel ``c`` (axis 1) with constant statistics:
 ``y = (x - mean_c) * r_c * scale_c + bias_c``, ``r_c = 1 / sqrt(var_c + eps)``. So
@@ -58,9 +58,11 @@ def _statistics(ctx: GradContext, node: ir.Node, axes: list[int]) -> tuple[ir.Va
     """Mean and inverse standard deviation over ``axes`` (kept as size-1 axes)."""
     outputs = list(node.outputs) + [None, None]
     mean, inv_std = outputs[1], outputs[2]
-    if mean is not None and inv_std is not None and mean.name and inv_std.name:
-        return mean, inv_std
     x = node.inputs[0]
+    if mean is not None and inv_std is not None and mean.name and inv_std.name:
+        if mean.dtype != x.dtype:  # stored in the stash type (float32 by default)
+            mean, inv_std = (ctx.op("Cast", v, to=ctx.dtype(x)) for v in (mean, inv_std))
+        return mean, inv_std
     mean = ctx.reduce("ReduceMean", x, axes)
     centred = ctx.op("Sub", x, mean)
     variance = ctx.reduce("ReduceMean", ctx.op("Mul", centred, centred), axes)

@@ -40,8 +40,8 @@ def _spread(ctx: GradContext, node: ir.Node, dy: ir.Value) -> ir.Value:
     axes: ir.Value | list[int] | None = node.inputs[1] if len(node.inputs) > 1 else None
     if axes is None and "axes" in node.attributes:
         axes = list(node.attributes.get_ints("axes"))
-    empty = axes is None or (isinstance(axes, list) and not axes) or (
-        isinstance(axes, ir.Value) and axes.const_value is not None and axes.const_value.size == 0)
+    constant = ctx.constant(axes) if isinstance(axes, ir.Value) else None
+    empty = axes is None or (isinstance(axes, list) and not axes) or (constant is not None and constant.size == 0)
     if empty:
         if node.attributes.get_int("noop_with_empty_axes", 0):
             return dy

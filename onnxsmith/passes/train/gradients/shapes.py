@@ -83,7 +83,7 @@ def slice_(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
 def _slice_pads(ctx: GradContext, node: ir.Node) -> list[int] | None:
     """Pad widths that undo a unit-step Slice with constant arguments on a static shape, else None."""
     shape = ctx.static_shape(node.inputs[0])
-    args = [v.const_value.numpy().astype(np.int64) if v is not None and v.const_value is not None else None
+    args = [None if (a := ctx.constant(v)) is None else a.astype(np.int64)
             for v in list(node.inputs[1:5]) + [None] * (5 - len(node.inputs))]
     starts, ends, axes, steps = args
     if shape is None or starts is None or ends is None:
@@ -114,7 +114,7 @@ def gather(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
     rank, q = ctx.rank(data), ctx.rank(indices)
     axis = node.attributes.get_int("axis", 0) % rank
     dy = output_grads[0]
-    size = ctx.op("Gather", ctx.shape(data), ctx.ints([axis]), axis=0)
+    size = ctx.op("Gather", ctx.shape(data), ctx.const(np.int64(axis)), axis=0)
     wrapped = ctx.op("Where", ctx.op("Less", indices, ctx.const(np.zeros((), indices.dtype.numpy()))),
                      ctx.op("Add", indices, ctx.op("Cast", size, to=indices.dtype)), indices)
     index = ctx.unsqueeze(wrapped, [-1])

@@ -1,0 +1,93 @@
+"""Conv and pooling gradient rules against central finite differences.
+
+onnxruntime's CPU provider runs Conv, ConvTranspose and the pools in float32 only, so these
+models are float32, checked with h = 1e-2 and loose tolerances. Conv is linear in each operand,
+so the central difference is exact up to rounding; pooling inputs are pairwise 0.1 apart so that
+no max-pooling window has a near tie within the step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import assert_gradients_match, distinct, op_model
+from onnxsmith.ir.builder import GraphBuilder
+
+F32 = "float32"
+
+
+@st.composite
+def windows(draw, max_kernel: int = 3):
+    """Spatial rank, kernel, strides, dilations, pads and a spatial input size giving >= 1 output."""
+    rank = draw(st.integers(1, 2))
+    kernel = [draw(st.integers(1, max_kernel)) for _ in range(rank)]
+    strides = [draw(st.integers(1, 2)) for _ in range(rank)]
+    dilations = [draw(st.integers(1, 2)) for _ in range(rank)]
+    pads = [draw(st.integers(0, k - 1)) for k in kernel * 2]
+    size = [draw(st.integers(max(1, d * (k - 1) + 1 - p - q), 6))
+            for k, d, p, q in zip(kernel, dilations, pads[:rank], pads[rank:])]
+    return rank, kernel, strides, dilations, pads, size
+
+
+@settings(max_examples=15, deadline=None)
+@given(window=windows(), groups=st.sampled_from(["one", "two", "depthwise"]), bias=st.booleans())
+def test_conv(window, groups, bias):
+    rank, kernel, strides, dilations, pads, size = window
+    group = {"one": 1, "two": 2, "depthwise": 4}[groups]
+    channels, filters = 4, {"one": 3, "two": 4, "depthwise": 4}[groups]
+    rng = np.random.default_rng(0)
+    params = {"x": rng.normal(size=[2, channels, *size]).astype(F32),
+              "w": rng.normal(size=[filters, channels // group, *kernel]).astype(F32)}
+    if bias:
+        params["b"] = rng.normal(size=[filters]).astype(F32)
+    attrs = {"strides": strides, "dilations": dilations, "pads": pads, "group": group}
+    assert_gradients_match(op_model("Conv", params, attrs=attrs, dtype=F32), dtype=F32)
+
+
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
+def test_conv_auto_pad(auto_pad):
+    rng = np.random.default_rng(1)
+    params = {"x": rng.normal(size=[1, 2, 5, 4]).astype(F32), "w": rng.normal(size=[2, 2, 2, 3]).astype(F32)}
+    attrs = {"strides": [2, 1], "auto_pad": auto_pad}
+    assert_gradients_match(op_model("Conv", params, attrs=attrs, dtype=F32), dtype=F32)
+
+
+def test_conv_input_gradient_with_dynamic_spatial_sizes():
+    """Two stacked convolutions on an input of symbolic size: the inner one needs dx of the outer."""
+    rng = np.random.default_rng(2)
+    b = GraphBuilder(opset=18)
+    x = b.input("x", F32, ["N", 2, "H", "W"])
+    w1 = b.initializer("w1", rng.normal(size=[3, 2, 3, 3]).astype(F32))
+    w2 = b.initializer("w2", rng.normal(size=[2, 3, 3, 2]).astype(F32))
+    h = b.Conv(x, w1, pads=[1, 1, 1, 1])
+    y = b.Conv(h, w2, strides=[2, 2], pads=[1, 0, 1, 0], dilations=[1, 2])
+    b.output(b.ReduceSum(b.Mul(y, y), keepdims=0), "loss")
+    feeds = {"x": rng.normal(size=[2, 2, 7, 6]).astype(F32)}
+    assert_gradients_match(b.build(), feeds, dtype=F32)
+
+
+@settings(max_examples=10, deadline=None)
+@given(window=windows(), include_pad=st.booleans())
+def test_average_pool(window, include_pad):
+    rank, kernel, strides, dilations, pads, size = window
+    x = np.random.default_rng(3).normal(size=[2, 3, *size]).astype(F32)
+    attrs = {"kernel_shape": kernel, "strides": strides, "pads": pads, "count_include_pad": int(include_pad)}
+    assert_gradients_match(op_model("AveragePool", {"x": x}, attrs=attrs, opset=18, dtype=F32), dtype=F32)
+
+
+def test_global_average_pool():
+    x = np.random.default_rng(4).normal(size=[2, 3, 4, 5]).astype(F32)
+    assert_gradients_match(op_model("GlobalAveragePool", {"x": x}, dtype=F32), dtype=F32)
+
+
+@settings(max_examples=10, deadline=None)
+@given(window=windows(), with_indices=st.booleans())
+def test_max_pool(window, with_indices):
+    rank, kernel, strides, dilations, pads, size = window
+    x = distinct(np.random.default_rng(5), [2, 3, *size])
+    attrs = {"kernel_shape": kernel, "strides": strides, "pads": pads, "dilations": dilations}
+    model = op_model("MaxPool", {"x": x}, attrs=attrs, outputs=2 if with_indices else 1, dtype=F32)
+    assert_gradients_match(model, dtype=F32)
