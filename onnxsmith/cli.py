@@ -8,6 +8,7 @@
     optimize-graph passes [NAME] [--json]       passes and pipelines, with options
     optimize-graph inspect MODEL [--json]       ops, sizes, opsets, inputs/outputs
     optimize-graph verify A B [--inputs data.npz] [--rtol R] [--atol A] [--json]
+    optimize-graph quant-report FP32 QUANT --data PATH [--samples N] [--json]
     optimize-graph demo [--out DIR]             train, export, optimize and check a digits MLP
 
 Reports go to stdout (``--json``: one JSON object and nothing else); logs (``-v``) and errors go to
@@ -46,7 +47,7 @@ EXIT_USAGE = 2
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
-_COMMANDS = ("passes", "inspect", "verify", "demo")
+_COMMANDS = ("passes", "inspect", "verify", "quant-report", "demo")
 
 _USAGE = f"""\
 {PROG} IN OUT [--passes LIST] [--verify {{none,structural,numeric}}] [--inputs NPZ]
@@ -55,6 +56,7 @@ _USAGE = f"""\
        {PROG} passes [NAME] [--json]
        {PROG} inspect MODEL [--json]
        {PROG} verify A B [--inputs NPZ] [--rtol R] [--atol A] [--json]
+       {PROG} quant-report FP32 QUANT --data PATH [--samples N] [--json]
        {PROG} demo [--out DIR]"""
 
 _EPILOG = f"""\
@@ -62,6 +64,8 @@ commands:
   passes [NAME]   list passes and pipelines with their options (or show one in detail)
   inspect MODEL   ops histogram, node count, tensor sizes, opsets, inputs/outputs
   verify A B      check that two models compute the same outputs (onnxruntime)
+  quant-report FP32 QUANT
+                  per quantized tensor: scales, ranges, clipping, SQNR; worst first with remedies
   demo            train a small digits classifier, optimize it with '{DEFAULT_PIPELINE}' and check it
 
 pipelines are comma-separated passes or pipeline names, options in braces:
@@ -201,6 +205,16 @@ def _command_parser(command: str) -> _Parser:
         parser.add_argument("--atol", type=float, default=1e-6, help="absolute tolerance (default: 1e-6)")
         _common(parser)
         parser.set_defaults(run=_run_verify)
+    elif command == "quant-report":
+        parser.description = ("Measure what quantization did to each tensor: run the fp32 and quantized models "
+                              "side by side and list the worst tensors with a suggested remedy.")
+        parser.add_argument("fp32", metavar="FP32", help="the float model")
+        parser.add_argument("quantized", metavar="QUANT", help="the model quantized from it (QDQ)")
+        parser.add_argument("--data", required=True, metavar="PATH",
+                            help="samples: an .npz/.npy file or a directory of them, keyed by input name")
+        parser.add_argument("--samples", type=int, default=8, metavar="N", help="model runs to measure (default: 8)")
+        _common(parser)
+        parser.set_defaults(run=_run_quant_report)
     else:
         parser.description = ("Train a small MLP on the bundled 8x8 digits, export it as ONNX with typical "
                               f"exporter debris, optimize it with '{DEFAULT_PIPELINE}', verify it on held-out "
@@ -343,6 +357,19 @@ def _run_verify(args: argparse.Namespace) -> int:
         _emit(f"verify: {args.a} (A) vs {args.b} (B)")
         _emit(report.format())
     return 0 if report.ok else EXIT_NOT_EQUIVALENT
+
+
+def _run_quant_report(args: argparse.Namespace) -> int:
+    from onnxsmith.ir import load
+    from onnxsmith.quant_report import format_quant_report, quant_report
+    from onnxsmith.report import to_json
+
+    report = quant_report(load(args.fp32), load(args.quantized), args.data, samples=args.samples)
+    if args.json:
+        _emit(to_json({"fp32": args.fp32, "quantized": args.quantized, **report.to_dict()}))
+    elif not args.quiet:
+        _emit(format_quant_report(report))
+    return 0
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -97,7 +97,7 @@ class OctaveErrors:
     def sqnr_db(self) -> float:
         return sqnr_db(float(self.signal.sum()), float(self.noise.sum()))
 
-    def bulk_top(self, gap: int = 6, min_bulk: float = 0.01) -> int:
+    def bulk_top(self, gap: int = 6, min_bulk: float = 0.05) -> int:
         """Index of the highest octave of the bulk (see module docstring); 0 when all are zero."""
         occupied = np.flatnonzero(self.count[1:]) + 1
         if occupied.size == 0:
@@ -110,16 +110,16 @@ class OctaveErrors:
                 return int(occupied[i])
         return int(occupied[-1])
 
-    def bulk_sqnr_db(self, gap: int = 6, min_bulk: float = 0.01) -> float:
+    def bulk_sqnr_db(self, gap: int = 6, min_bulk: float = 0.05) -> float:
         """SQNR over the bulk's elements only."""
         top = self.bulk_top(gap, min_bulk) + 1
         return sqnr_db(float(self.signal[:top].sum()), float(self.noise[:top].sum()))
 
-    def separated(self, gap: int = 6, min_bulk: float = 0.01) -> int:
+    def separated(self, gap: int = 6, min_bulk: float = 0.05) -> int:
         """Number of elements above the bulk (a separate high mode)."""
         return int(self.count[self.bulk_top(gap, min_bulk) + 1:].sum())
 
-    def typical(self, gap: int = 6, min_bulk: float = 0.01) -> float:
+    def typical(self, gap: int = 6, min_bulk: float = 0.05) -> float:
         """Median nonzero magnitude of the bulk, to within its octave; 0 when all are zero."""
         top = self.bulk_top(gap, min_bulk)
         counts = self.count[1:top + 1]
