@@ -22,10 +22,12 @@ from onnxsmith.summary import ModelSummary
 __all__ = [
     "format_bytes",
     "format_diffs",
+    "format_op_changes",
     "format_optimize_result",
     "format_pass_detail",
     "format_pass_list",
     "format_pipeline_detail",
+    "format_rule_stats",
     "format_seconds",
     "format_summary",
     "option_rows",
@@ -125,7 +127,7 @@ def format_optimize_result(result: OptimizeResult) -> str:
         rows.append([r.spec, "yes" if r.modified else "no", format_seconds(r.seconds),
                      f"{r.nodes_before} -> {r.nodes_after}",
                      f"{format_bytes(r.bytes_before)} -> {format_bytes(r.bytes_after)}",
-                     _stats_text(r.stats)])
+                     _stats_text({k: v for k, v in r.stats.items() if k not in _RULE_STATS})])
     first, last = report.records[0], report.records[-1]
     rows.append(["total", "yes" if report.modified else "no", format_seconds(report.seconds),
                  f"{result.nodes_before} -> {result.nodes_after}",
@@ -133,10 +135,52 @@ def format_optimize_result(result: OptimizeResult) -> str:
                  "" if report.verify == "none" else "time includes verification"])
     lines = _table(["pass", "changed", "time", "nodes", "weights", "stats"], rows, right=(2,))
     lines.insert(-1, "-" * max(len(line) for line in lines))
+    for r in report.records:
+        lines.extend(format_rule_stats(r.spec, r.stats))
+        lines.extend(format_op_changes(r.spec, r.ops_before, r.ops_after))
     lines.append(f"file: {result.input_path} ({format_bytes(result.file_bytes_before)}) -> "
                  f"{result.output_path} ({format_bytes(result.file_bytes_after)})")
     lines.extend(_verification_lines(report.verify, report.numeric))
     return "\n".join(lines)
+
+
+#: Statistics of rewrite passes (``RewriteStats``) shown per rule rather than in the stats column.
+_RULE_STATS = frozenset({"applied", "rejected", "reasons"})
+
+#: How many rejection reasons per rule the text report lists (``--json`` has them all).
+_REASONS_SHOWN = 3
+
+
+def format_rule_stats(spec: str, stats: Mapping[str, Any]) -> list[str]:
+    """Per rule of a rewrite pass: rewrites applied, candidates rejected, and the most frequent reasons.
+
+    Rules that neither applied nor met a candidate (their ops were nowhere) are left out.
+    """
+    applied: Mapping[str, int] = stats.get("applied") or {}
+    reasons: Mapping[str, Mapping[str, int]] = stats.get("reasons") or {}
+    rows = []
+    for rule in [*applied, *(r for r in reasons if r not in applied)]:
+        why = sorted((reasons.get(rule) or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+        if not applied.get(rule) and not why:
+            continue
+        shown = "; ".join(f"{text} ({n})" for text, n in why[:_REASONS_SHOWN])
+        if len(why) > _REASONS_SHOWN:
+            shown += f"; and {len(why) - _REASONS_SHOWN} more reasons"
+        rows.append([rule, str(applied.get(rule, 0)), str(sum(n for _, n in why)), shown])
+    if not rows:
+        return []
+    table = _table(["rule", "applied", "rejected", "why rejected"], rows, right=(1, 2))
+    return [f"rules of {spec}:", *("  " + line for line in table)]
+
+
+def format_op_changes(spec: str, before: Mapping[str, int], after: Mapping[str, int]) -> list[str]:
+    """The ops whose count a pass changed, ``Op before -> after``, most changed first (none: no line)."""
+    changed = [(op, before.get(op, 0), after.get(op, 0)) for op in sorted({*before, *after})
+               if before.get(op, 0) != after.get(op, 0)]
+    if not changed:
+        return []
+    changed.sort(key=lambda c: (-abs(c[2] - c[1]), c[0]))
+    return [f"ops changed by {spec}: " + ", ".join(f"{op} {old} -> {new}" for op, old, new in changed)]
 
 
 def _verification_lines(level: str, numeric: Sequence[Mapping[str, Any]] | None) -> list[str]:

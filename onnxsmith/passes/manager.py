@@ -1,7 +1,7 @@
 """The pass manager: runs a pipeline, verifies after every pass, and records what happened.
 
 For each pass it checks the ordering/property contract up front, then measures wall time, node
-count and tensor bytes before and after, runs the structural verifier (default), and with
+count, op histogram and tensor bytes before and after, runs the structural verifier (default), and with
 ``verify="numeric"`` compares the model's outputs with those of the *input* model on the same
 inputs, within the sum of the tolerances of the passes run so far; the first pass that breaks
 equivalence is named. In debug mode a fingerprint catches a pass that reports ``modified=False``
@@ -26,7 +26,7 @@ import onnx_ir as ir
 
 from onnxsmith.errors import OnnxsmithError, PassFailedError, PipelineError, VerificationError
 from onnxsmith.ir._gc import gc_paused
-from onnxsmith.ir.queries import model_size
+from onnxsmith.ir.queries import model_size, op_histogram
 from onnxsmith.passes.base import Pass, PassContext, Tolerance
 from onnxsmith.passes.pipeline import build_pipeline, check_order, have_after, pipeline_string
 from onnxsmith.verify.structural import verify_structure
@@ -53,6 +53,8 @@ class PassRecord:
     bytes_after: int
     stats: dict[str, Any] = field(default_factory=dict)
     max_abs_error: float | None = None
+    ops_before: dict[str, int] = field(default_factory=dict)
+    ops_after: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -139,7 +141,7 @@ class PassManager:
                 if rerun and record.modified:
                     raise PassFailedError(f"pass '{p.name}' is declared idempotent but changed the model when rerun",
                                           "fix the pass, or set idempotent = False on it")
-            sizes = (record.nodes_after, record.bytes_after)
+            sizes = (record.nodes_after, record.bytes_after, record.ops_after)
             report.records.append(record)
             tolerance = tolerance + p.tolerance
             if record.modified and self.verify != "none":
@@ -156,9 +158,9 @@ class PassManager:
         return report
 
     def _run_one(self, p: Pass, model: ir.Model, ctx: PassContext,
-                 sizes: tuple[int, int] | None = None) -> PassRecord:
-        # Node count and tensor bytes carry over from the previous pass (counting is costly on big graphs).
-        nodes_before, bytes_before = sizes if sizes is not None else model_size(model)
+                 sizes: tuple[int, int, dict[str, int]] | None = None) -> PassRecord:
+        # Node count, tensor bytes and ops carry over from the previous pass (counting is costly on big graphs).
+        nodes_before, bytes_before, ops_before = sizes if sizes is not None else (*model_size(model), _ops(model))
         before = _fingerprint(model) if ctx.debug else None
         t0 = time.perf_counter()
         try:
@@ -179,10 +181,10 @@ class PassManager:
             ctx.properties = have_after(p, ctx.properties)
         else:
             ctx.properties |= set(p.provides)
-        nodes_after, bytes_after = model_size(model) if result.modified else (
-            nodes_before, bytes_before)
+        nodes_after, bytes_after, ops_after = (*model_size(model), _ops(model)) if result.modified else (
+            nodes_before, bytes_before, ops_before)
         record = PassRecord(p.name, p.spec(), bool(result.modified), seconds, nodes_before, nodes_after,
-                            bytes_before, bytes_after, dict(result.stats))
+                            bytes_before, bytes_after, dict(result.stats), ops_before=ops_before, ops_after=ops_after)
         log.info("%s: %s in %.3fs, nodes %d -> %d", p.name, "modified" if record.modified else "unchanged",
                  seconds, record.nodes_before, record.nodes_after)
         return record
@@ -191,8 +193,9 @@ class PassManager:
         """The record of an idempotent pass not rerun because the model is unchanged since its last run."""
         ctx.properties |= set(p.provides)
         log.info("%s: unchanged (skipped: model unchanged since it last ran)", p.name)
-        nodes, size = previous.nodes_after, previous.bytes_after
-        return PassRecord(p.name, p.spec(), False, 0.0, nodes, nodes, size, size, {"skipped": 1})
+        nodes, size, ops = previous.nodes_after, previous.bytes_after, previous.ops_after
+        return PassRecord(p.name, p.spec(), False, 0.0, nodes, nodes, size, size, {"skipped": 1},
+                          ops_before=ops, ops_after=ops)
 
     def _reference(self, model: ir.Model) -> tuple[dict[str, np.ndarray], list[np.ndarray], list[str]]:
         from onnxsmith.verify.inputs import generate_inputs
@@ -230,6 +233,11 @@ class PassManager:
                 f"(tolerance rtol={tolerance.rtol:g}, atol={tolerance.atol:g})",
                 "exclude that pass or report it with the model")
         return max((d["max_abs"] for d in diffs), default=0.0)
+
+
+def _ops(model: ir.Model) -> dict[str, int]:
+    """The op histogram (``domain::Op`` outside the default domain), sorted by op."""
+    return dict(sorted(op_histogram(model).items()))
 
 
 def _needless_rerun(p: Pass, records: Sequence[PassRecord]) -> bool:

@@ -33,6 +33,7 @@ import onnx_ir as ir
 from onnxsmith.errors import OnnxsmithError
 from onnxsmith.passes.rewrite.errors import RewriteLimitError, RuleError
 from onnxsmith.passes.rewrite.failure import (
+    CANDIDATE_REASONS,
     CHECK_PROGRESS,
     DECLINED_PROGRESS,
     Failure,
@@ -111,18 +112,24 @@ class RewriteStats:
     Attributes:
         applied: Rewrites per rule (every rule of the set, in set order).
         rejected: Per rule, rejected attempts by reason (the furthest failure of each attempt).
+        reasons: Per rule, rejected *candidates* by the tracer's message without names
+            (``Failure.summary``): attempts whose furthest failure is one of
+            ``CANDIDATE_REASONS`` (the ops matched, something else did not), e.g.
+            ``{"conv-bn": {"declined: BatchNormalization is in training mode": 2}}``.
         rewrites: Total rewrites.
         attempts: Rule attempts (a rule tried at a node).
     """
 
     applied: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, dict[str, int]] = field(default_factory=dict)
+    reasons: dict[str, dict[str, int]] = field(default_factory=dict)
     rewrites: int = 0
     attempts: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"rewrites": self.rewrites, "attempts": self.attempts, "applied": dict(self.applied),
-                "rejected": {k: dict(v) for k, v in self.rejected.items() if v}}
+                "rejected": {k: dict(v) for k, v in self.rejected.items() if v},
+                "reasons": {k: dict(v) for k, v in self.reasons.items() if v}}
 
 
 class _Worklist:
@@ -214,6 +221,10 @@ def apply_rules(model: ir.Model, rules: RuleSet | Iterable[Rule], *, max_rewrite
             if isinstance(outcome, list):
                 counts = stats.rejected[rule.name]
                 counts[str(outcome[0].reason)] = counts.get(str(outcome[0].reason), 0) + 1
+                if outcome[0].reason in CANDIDATE_REASONS:
+                    why = stats.reasons.setdefault(rule.name, {})
+                    summary = outcome[0].summary()
+                    why[summary] = why.get(summary, 0) + 1
                 if explain is not None:
                     explain(f"rule '{rule.name}' at {node_label(node)}: {outcome[0].text()}")
                 continue

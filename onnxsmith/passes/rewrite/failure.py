@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import onnx_ir as ir
 
-__all__ = ["Failure", "Reason", "describe", "node_label", "value_label"]
+__all__ = ["CANDIDATE_REASONS", "Failure", "Reason", "describe", "node_label", "value_label"]
 
 
 class Reason(str, enum.Enum):
@@ -85,3 +85,33 @@ class Failure(NamedTuple):
     def text(self) -> str:
         """The formatted message, e.g. ``input 0 of Add 'a' is produced by Relu 'r', expected MatMul``."""
         return self.template.format(*(describe(a) for a in self.args))
+
+    def summary(self) -> str:
+        """The message without node and value names, so that failures at many nodes count as one reason.
+
+        Nodes become their op type, values what produces them: ``value <MatMul output> of MatMul is
+        used outside the match (2 consumers)``.
+        """
+        return self.template.format(*(_generic(a) for a in self.args))
+
+
+#: Reasons that say a pattern's ops are there but something else prevents the rewrite: the
+#: attempts worth reporting as rejected candidates. The others only say "not this pattern here":
+#: another op, another arity, or a constant that is not the value (``Const(value=...)``,
+#: ``where=``) that identifies the pattern, such as the 0.5 of a GELU.
+CANDIDATE_REASONS = frozenset({
+    Reason.NOT_CONSTANT, Reason.CONST_SHAPE, Reason.DTYPE, Reason.SHARED_INTERMEDIATE, Reason.CHECK,
+    Reason.DECLINED,
+})
+
+
+def _generic(arg: Any) -> str:
+    """Like :func:`describe`, without names: ``MatMul``, ``<Relu output>``, ``<graph input>``."""
+    if isinstance(arg, ir.Node):
+        return node_label(arg).split(" ")[0]
+    if isinstance(arg, ir.Value):
+        producer = arg.producer()
+        if producer is not None:
+            return f"<{node_label(producer).split(' ')[0]} output>"
+        return "<initializer>" if arg.is_initializer() else "<graph input>"
+    return str(arg)
