@@ -174,3 +174,19 @@ def test_old_opsets_are_refused():
     b.output(b.ReduceSum(b.Mul(w, w), keepdims=0), "loss")
     with pytest.raises(UnsupportedError, match="opset 13"):
         BuildGradients().run(b.build(), None)
+
+
+@pytest.mark.parametrize("rows", [1, 4])
+def test_broadcast_of_symbolic_sizes_is_resolved_at_run_time(rows):
+    """``t`` has the symbolic shape [N, 3]; whether N was broadcast against y is only known when run."""
+    rng = np.random.default_rng(5)
+    b = GraphBuilder(opset=18)
+    x, y = b.input("x", F64, ["N", 3]), b.input("y", F64, ["P", "Q", 3])
+    w = b.initializer("w", rng.normal(size=3))
+    t = b.Mul(x, w)
+    b.output(b.ReduceSum(b.Mul(b.Add(t, y), y), keepdims=0), "loss")
+    model = b.build()
+    feeds = {"x": rng.normal(size=(rows, 3)), "y": rng.normal(size=(2, 4, 3))}
+    assert_gradients_match(model, feeds)
+    BuildGradients().run(model, None)
+    assert any(n.op_type == "NonZero" for n in model.graph)

@@ -60,16 +60,7 @@ def test_slice(data):
     x = np.random.default_rng(4).normal(size=shape)
     arrays = {"starts": np.array(starts, I64), "ends": np.array(ends, I64), "axes": np.array(axes, I64),
               "steps": np.array(steps, I64)}
-    if x[tuple(slice(None) for _ in shape)][_numpy_slice(shape, starts, ends, axes, steps)].size == 0:
-        return  # nothing selected: no parameter reaches the loss
     assert_gradients_match(op_model("Slice", {"x": x}, data=arrays))
-
-
-def _numpy_slice(shape, starts, ends, axes, steps):
-    index = [slice(None)] * len(shape)
-    for s, e, a, k in zip(starts, ends, axes, steps):
-        index[a] = slice(s, e, k) if k > 0 or e >= -shape[a] else slice(s, None, k)
-    return tuple(index)
 
 
 @FEW
