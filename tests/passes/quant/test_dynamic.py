@@ -12,6 +12,7 @@ from onnxsmith.ir import GraphBuilder, parse_text
 from onnxsmith.passes import PassContext, PassManager
 from onnxsmith.passes.quant.scales import QuantParams, dequantize, matmul_error_bound, params_for_range, quantize
 from onnxsmith.passes.rewrite.testing import canonical_text
+from onnxsmith.verify import check_pass, models
 from onnxsmith.verify._session import run_model
 
 HEADER = '<ir_version: 8, opset_import: ["" : 17]>'
@@ -229,3 +230,20 @@ def test_attention_becomes_qattention_of_the_dequantized_operands(with_bias):
 def test_attention_is_left_alone_on_generic():
     lines = _declines(_attention_model(np.ones((4, 12), np.float32), None), target="generic")
     assert any("no com.microsoft::QAttention kernel" in line for line in lines)
+
+
+def test_untyped_activations_are_quantized():
+    """Exported models often carry no inferred types: the float32 weight says what A is."""
+    b = GraphBuilder(17)
+    x = b.input("x", "float32", [2, 8])
+    b.output(b.MatMul(b.Relu(x), b.initializer("w", np.ones((8, 4), np.float32)), _name="mm"), "y", "float32")
+    model = b.build(infer_types=False)
+    _, record = _run(model)
+    assert record.stats["applied"]["dynamic-matmul"] == 1
+
+
+@pytest.mark.parametrize("target", ["cpu", "generic"])
+def test_pass_contract_on_random_models(target):
+    """Structure, tolerance, idempotence and save/load on random MatMul/Gemm models."""
+    check_pass("quantize-dynamic", models=models(["MatMul", "Gemm", "Relu", "Add"], max_nodes=6, dynamic=False),
+               max_examples=10, context=lambda model: PassContext(target=target))

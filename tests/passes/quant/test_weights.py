@@ -14,6 +14,7 @@ from onnxsmith.passes import PassContext, PassManager
 from onnxsmith.passes.quant._nbits import pack_blocks, pack_zero_points
 from onnxsmith.passes.quant.scales import dequantize, matmul_error_bound, quantize_blockwise
 from onnxsmith.passes.rewrite.testing import canonical_text
+from onnxsmith.verify import check_pass, models
 from onnxsmith.verify._session import run_model
 
 T = ir.DataType
@@ -157,3 +158,9 @@ def test_second_run_changes_nothing(target, opset):
     model, _ = _run(_matmul_text(opset), target=target)
     _, record = _run(model, target=target)
     assert not record.modified
+
+
+def test_pass_contract_on_random_models():
+    """Structure, tolerance, idempotence and save/load on random MatMul models (cpu: MatMulNBits)."""
+    check_pass("quantize-weights", models=models(["MatMul", "Gemm", "Relu", "Add"], max_nodes=6, dynamic=False),
+               max_examples=10, context=lambda model: PassContext(target="cpu"))
