@@ -157,10 +157,10 @@ def _output_quantized(node: ir.Node) -> bool:
 
 
 def fused_activation(node: ir.Node) -> ir.Node | None:
-    """The Relu/Clip that alone reads the output of an integer-output node (QLinearConv absorbs it)."""
+    """The Relu/Clip that alone reads the output of a linear node (QLinearConv absorbs it)."""
     out = node.outputs[0]
     uses = out.uses()
-    if len(uses) != 1 or out.is_graph_output() or uses[0].idx != 0:
+    if op_key(node) not in LINEAR_OPS or len(uses) != 1 or out.is_graph_output() or uses[0].idx != 0:
         return None
     return uses[0].node if op_key(uses[0].node) in _FUSABLE_ACTIVATIONS else None
 

@@ -1,0 +1,61 @@
+"""Small float models for the static quantization tests, and a helper to run the qdq passes."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxsmith.ir import GraphBuilder
+from onnxsmith.passes import PassContext, PassManager
+from onnxsmith.passes.quant import CalibrationSetup, QuantPlan
+
+
+def conv_net(seed: int = 0) -> ir.Model:
+    """Conv -> Relu -> MaxPool -> Conv -> Flatten, with biases."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", ["N", 3, 8, 8])
+    w1 = b.initializer("w1", rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3)
+    b1 = b.initializer("b1", rng.standard_normal(8).astype(np.float32) * 0.1)
+    h = b.MaxPool(b.Relu(b.Conv(x, w1, b1, pads=[1, 1, 1, 1], _name="conv1"), _name="relu1"),
+                  kernel_shape=[2, 2], strides=[2, 2], _name="pool")
+    w2 = b.initializer("w2", rng.standard_normal((4, 8, 3, 3)).astype(np.float32) * 0.3)
+    b2 = b.initializer("b2", rng.standard_normal(4).astype(np.float32) * 0.1)
+    b.output(b.Flatten(b.Conv(h, w2, b2, pads=[1, 1, 1, 1], _name="conv2"), _name="flatten"), "y")
+    return b.build()
+
+
+def mlp_block(seed: int = 0, *, mask_add: bool = False) -> ir.Model:
+    """x @ W1 + b1 -> Relu -> @ W2, plus the residual x (and optionally an attention-style mask Add)."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", ["N", 4, 16])
+    w1 = b.initializer("w1", rng.standard_normal((16, 32)).astype(np.float32) * 0.3)
+    bias = b.initializer("b1", rng.standard_normal(32).astype(np.float32) * 0.1)
+    h = b.Relu(b.Add(b.MatMul(x, w1, _name="mm1"), bias, _name="add1"), _name="relu")
+    if mask_add:
+        h = b.Add(h, b.const(np.array([0.0, -3.4e38] * 16, np.float32)), _name="mask")
+    w2 = b.initializer("w2", rng.standard_normal((32, 16)).astype(np.float32) * 0.3)
+    b.output(b.Add(b.MatMul(h, w2, _name="mm2"), x, _name="residual"), "y")
+    return b.build()
+
+
+def samples(model: ir.Model, count: int = 4, seed: int = 1) -> list[dict[str, np.ndarray]]:
+    """Standard-normal feeds for the single float input of ``model`` (batch 2)."""
+    rng = np.random.default_rng(seed)
+    value = model.graph.inputs[0]
+    shape = [2 if not isinstance(d, int) else d for d in value.shape]
+    return [{value.name: rng.standard_normal(shape).astype(np.float32)} for _ in range(count)]
+
+
+def quantize(model: ir.Model, data: list[dict[str, np.ndarray]], passes: str = "qdq", *,
+             target: str = "cpu") -> tuple[PassContext, QuantPlan]:
+    """Runs ``passes`` on ``model`` in place with ``data`` as calibration data."""
+    ctx = PassContext(target=target)
+    CalibrationSetup(data).store(ctx)
+    PassManager(passes).run(model, ctx)
+    return ctx, QuantPlan.from_context(ctx)
+
+
+def ops(model: ir.Model) -> list[str]:
+    return [node.op_type for node in model.graph]

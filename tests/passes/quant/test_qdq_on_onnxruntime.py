@@ -1,0 +1,46 @@
+"""The qdq pipeline's output runs on onnxruntime's integer kernels with no Q/DQ left on the hot path.
+
+onnxruntime's optimized graph (ORT_ENABLE_ALL, via ``ep_check``) is counted: every quantized op
+must have become an integer kernel, and the only QuantizeLinear/DequantizeLinear left are the
+unavoidable ones (quantizing a float activation, dequantizing a float output).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from quant_models import conv_net, mlp_block, quantize, samples
+
+from onnxsmith.codegen import ep_check, get_target
+from onnxsmith.verify._session import run_model
+
+
+def _check(model, data):
+    return ep_check(model, get_target("cpu"), data[0])
+
+
+def test_conv_net_becomes_qlinearconv_with_only_boundary_qdq():
+    model = conv_net()
+    data = samples(model)
+    expected = run_model(model, data[0])[0]
+
+    quantize(model, data)
+    report = _check(model, data)
+
+    assert report.integer_ops == {"com.microsoft::QLinearConv": 2, "com.microsoft::NhwcMaxPool": 1}
+    assert report.qdq_left == {"QuantizeLinear": 1, "DequantizeLinear": 1}  # the input x, the output y
+    actual = run_model(model, data[0])[0]
+    assert np.abs(actual - expected).max() < 0.05 * np.abs(expected).max()
+
+
+def test_matmul_block_becomes_matmul_integer_to_float_with_no_dequantize_left():
+    model = mlp_block()
+    data = samples(model)
+    expected = run_model(model, data[0])[0]
+
+    quantize(model, data)
+    report = _check(model, data)
+
+    assert report.integer_ops == {"com.microsoft::MatMulIntegerToFloat": 2}
+    assert report.qdq_left == {"QuantizeLinear": 2}  # each MatMul's float activation input, quantized once
+    actual = run_model(model, data[0])[0]
+    assert np.abs(actual - expected).max() < 0.05 * np.abs(expected).max()
