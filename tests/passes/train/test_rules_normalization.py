@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import assert_gradients_match, op_model, shapes
+from onnxsmith.passes.train.gradcheck import check_gradients
 
 
 @settings(max_examples=8, deadline=None)
@@ -35,6 +36,5 @@ def test_batch_normalization_inference(shape):
     params = {"x": rng.normal(size=shape), "scale": rng.normal(size=c), "bias": rng.normal(size=c),
               "mean": rng.normal(size=c), "var": rng.uniform(0.5, 2, size=c)}
     model = op_model("BatchNormalization", params, attrs={"epsilon": 1e-3}, opset=15)
-    checks_by_name = {c.name for c in __import__("onnxsmith.passes.train.gradcheck", fromlist=["x"]).check_gradients(model)}
-    assert checks_by_name == {"x", "scale", "bias"}  # running statistics are not differentiated
+    assert {c.name for c in check_gradients(model)} == {"x", "scale", "bias"}  # running statistics stay constant
     assert_gradients_match(model)
