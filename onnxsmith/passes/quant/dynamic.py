@@ -19,9 +19,9 @@ Forms, by target:
   (plus ``Add`` for a Gemm bias), the pattern onnxruntime itself fuses into its integer kernels.
 
 Only float32 weights are quantized (the ops' inputs share one type, so ``A`` is float32 too; its
-type need not be inferred). Gemm is handled when ``transA = 0``: ``alpha`` is folded into the weight before quantization,
-``transB`` into its layout, and ``beta * C`` becomes the bias when ``C`` is absent or a constant
-scalar / ``[N]`` / ``[1, N]``.
+type need not be inferred). Gemm is handled when ``transA = 0``: ``alpha`` is folded into the
+weight before quantization, ``transB`` into its layout, and ``beta * C`` becomes the bias when
+``C`` is absent or a constant scalar / ``[N]`` / ``[1, N]``.
 
 Error bound: ``|A - A'| <= s_a / 2`` and ``|W - W'| <= s_w / 2`` elementwise (round to nearest;
 ``A``'s range is its own, so nothing is clipped), hence for every output element
@@ -29,8 +29,8 @@ Error bound: ``|A - A'| <= s_a / 2`` and ``|W - W'| <= s_w / 2`` elementwise (ro
 
     |Y - Y'| <= s_a / 2 * sum_k |W[k, n]| + sum_k (|A[m, k]| + s_a / 2) * s_w[n] / 2
 
-about ``(1/255 + 1/254) * sum_k |A[m, k]| |W[k, n]|`` at worst for int8 symmetric weights. The bound
-depends on the data, so ``tolerance`` (used by ``--verify numeric`` on random unit-scale inputs)
+that is at most ``max|A| / 255 * sum_k |W[k, n]| + max_k |W[k, n]| / 254 * sum_k (|A[m, k]| + s_a / 2)``
+for narrow symmetric int8 weights per column. The bound depends on the data, so ``tolerance`` (used by ``--verify numeric`` on random unit-scale inputs)
 is a typical-case figure; the tests check the bound itself.
 
 Conv is not quantized dynamically: onnxruntime runs it as ``ConvInteger`` plus a separate

@@ -111,7 +111,8 @@ def _blockwise_dequantize(op: RewriterContext, name: str, w: np.ndarray, options
     q, params = quantize_blockwise(w, dtype, axis=0, block_size=options.block_size, symmetric=options.symmetric)
     stored = op.initializer(ir.tensor(q, dtype=dtype), f"{name}_q{options.bits}")
     scale = op.initializer(params.scale, f"{name}_scale")
-    zero = None if options.symmetric else op.initializer(ir.tensor(params.zero_point, dtype=dtype), f"{name}_zero_point")
+    zero = None if options.symmetric else op.initializer(ir.tensor(params.zero_point, dtype=dtype),
+                                                         f"{name}_zero_point")
     return op.DequantizeLinear(stored, scale, zero, axis=0, block_size=options.block_size)
 
 
