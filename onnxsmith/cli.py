@@ -5,17 +5,20 @@
     optimize-graph IN OUT [--passes LIST] [--verify none|structural|numeric] [--inputs data.npz]
                           [--target NAME] [--json] [--print-ir-after PASS] [--load MODULE_OR_FILE]
                           [--calib-data PATH [--calibrator NAME] | --ranges FILE] [--save-ranges FILE]
+                          [--ep-check]
     optimize-graph passes [NAME] [--json]       passes and pipelines, with options
     optimize-graph inspect MODEL [--json]       ops, sizes, opsets, inputs/outputs
     optimize-graph verify A B [--inputs data.npz] [--rtol R] [--atol A] [--json]
     optimize-graph quant-report FP32 QUANT --data PATH [--samples N] [--json]
+    optimize-graph ep-check MODEL [--target NAME] [--inputs data.npz] [--json]   where onnxruntime runs each node
     optimize-graph demo [--out DIR]             train, export, optimize and check a digits MLP
 
 Reports go to stdout (``--json``: one JSON object and nothing else); logs (``-v``) and errors go to
 stderr. A problem with the user's input is one line, ``optimize-graph: error: <what> (<remedy>)``,
 without a traceback unless ``--debug``.
 
-Exit codes: 0 success; 1 ``verify`` found the models differ; 2 bad input or usage; 3 a pass failed;
+Exit codes: 0 success; 1 ``verify`` found the models differ, or ``ep-check`` found nodes off the
+target's provider; 2 bad input or usage; 3 a pass failed;
 4 verification failed; 70 internal error (a bug: please report it); 130 interrupted.
 """
 
@@ -28,7 +31,7 @@ import os
 import sys
 import traceback
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from onnxsmith import __version__
 from onnxsmith.calibration import CALIBRATORS
@@ -37,26 +40,31 @@ from onnxsmith.errors import OnnxsmithError, PipelineError
 from onnxsmith.optimize import DEFAULT_PIPELINE
 
 if typing.TYPE_CHECKING:
+    import numpy as np
+
     from onnxsmith.calibration import Progress
+    from onnxsmith.codegen import EpReport
 
 __all__ = ["main"]
 
 PROG = "optimize-graph"
 EXIT_NOT_EQUIVALENT = 1
+EXIT_OFF_PROVIDER = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
-_COMMANDS = ("passes", "inspect", "verify", "quant-report", "demo")
+_COMMANDS = ("passes", "inspect", "verify", "quant-report", "ep-check", "demo")
 
 _USAGE = f"""\
 {PROG} IN OUT [--passes LIST] [--verify {{none,structural,numeric}}] [--inputs NPZ]
                       [--target NAME] [--json] [--print-ir-after PASS] [--load MODULE_OR_FILE] [-v|-q] [--debug]
-                      [--calib-data PATH [--calibrator NAME] | --ranges FILE] [--save-ranges FILE]
+                      [--calib-data PATH [--calibrator NAME] | --ranges FILE] [--save-ranges FILE] [--ep-check]
        {PROG} passes [NAME] [--json]
        {PROG} inspect MODEL [--json]
        {PROG} verify A B [--inputs NPZ] [--rtol R] [--atol A] [--json]
        {PROG} quant-report FP32 QUANT --data PATH [--samples N] [--json]
+       {PROG} ep-check MODEL [--target NAME] [--inputs NPZ] [--json]
        {PROG} demo [--out DIR]"""
 
 _EPILOG = f"""\
@@ -66,12 +74,13 @@ commands:
   verify A B      check that two models compute the same outputs (onnxruntime)
   quant-report FP32 QUANT
                   per quantized tensor: scales, ranges, clipping, SQNR; worst first with remedies
+  ep-check MODEL  where onnxruntime runs each node for a target: nodes per provider, fallbacks, integer kernels
   demo            train a small digits classifier, optimize it with '{DEFAULT_PIPELINE}' and check it
 
 pipelines are comma-separated passes or pipeline names, options in braces:
   {PROG} model.onnx out.onnx --passes 'fold-constants{{max-size=1048576}},cse'
 
-exit codes: 0 ok, 1 models differ (verify), 2 bad input or usage, 3 a pass failed,
+exit codes: 0 ok, 1 models differ (verify) or nodes off the provider (ep-check), 2 bad input or usage, 3 a pass failed,
   4 verification failed, 70 internal error, 130 interrupted"""
 
 
@@ -171,6 +180,9 @@ def _optimize_parser() -> _Parser:
                         help="execution target the passes optimize for (default: generic)")
     parser.add_argument("--print-ir-after", action="append", default=[], metavar="PASS",
                         help="print the IR after this pass ('all' for every pass; repeatable or comma-separated)")
+    parser.add_argument("--ep-check", action="store_true",
+                        help="ask onnxruntime where each node of the output runs on the target's provider "
+                             "and add it to the report (see 'ep-check')")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     quant = parser.add_argument_group("quantization (for the qdq pipeline)")
     quant.add_argument("--calib-data", metavar="PATH",
@@ -215,6 +227,16 @@ def _command_parser(command: str) -> _Parser:
         parser.add_argument("--samples", type=int, default=8, metavar="N", help="model runs to measure (default: 8)")
         _common(parser)
         parser.set_defaults(run=_run_quant_report)
+    elif command == "ep-check":
+        parser.description = ("Load a model in onnxruntime for a target's execution provider, run it once with "
+                              "profiling and report where each node ran: nodes per provider, nodes that fell "
+                              "back to another provider, integer kernels. Exit code 1 when not all on the provider.")
+        parser.add_argument("model", metavar="MODEL", help="the .onnx file")
+        parser.add_argument("--target", choices=list_targets(), default="cpu",
+                            help="the target whose provider should run every node (default: cpu)")
+        parser.add_argument("--inputs", metavar="NPZ", help="inputs for the run (.npz by input name); generated if absent")
+        _common(parser)
+        parser.set_defaults(run=_run_ep_check)
     else:
         parser.description = ("Train a small MLP on the bundled 8x8 digits, export it as ONNX with typical "
                               f"exporter debris, optimize it with '{DEFAULT_PIPELINE}', verify it on held-out "
@@ -274,11 +296,36 @@ def _run_optimize(args: argparse.Namespace) -> int:
     result = optimize_file(args.input, args.output, manager, inputs=args.inputs, target=args.target,
                            debug=args.debug, calibration=calibration, ranges=args.ranges,
                            save_ranges=args.save_ranges)
+    ep_report = _ep_check(args.output, args.target, manager.inputs) if args.ep_check else None
     if args.json:
-        _emit(to_json(result.to_dict()))
+        _emit(to_json({**result.to_dict(), "ep_check": ep_report.to_dict() if ep_report else None}))
     elif not args.quiet:
         _emit(format_optimize_result(result))
+        if ep_report is not None:
+            _emit(ep_report.format())
     return 0
+
+
+def _ep_check(path: str, target: str, inputs: Mapping[str, np.ndarray] | None) -> EpReport:
+    """``ep_check`` of the model saved at ``path`` for ``target``."""
+    from onnxsmith.codegen import ep_check, get_target
+    from onnxsmith.ir import load
+
+    return ep_check(load(path), get_target(target), inputs)
+
+
+def _run_ep_check(args: argparse.Namespace) -> int:
+    from onnxsmith.input_data import load_input_data
+    from onnxsmith.ir import load
+    from onnxsmith.report import to_json
+
+    inputs = load_input_data(args.inputs, load(args.model)) if args.inputs else None
+    report = _ep_check(args.model, args.target, inputs)
+    if args.json:
+        _emit(to_json({"model": args.model, **report.to_dict()}))
+    elif not args.quiet:
+        _emit(report.format())
+    return 0 if report.ok else EXIT_OFF_PROVIDER
 
 
 def _progress_bar(progress: Progress) -> None:
@@ -356,7 +403,7 @@ def _run_verify(args: argparse.Namespace) -> int:
     elif not args.quiet:
         _emit(f"verify: {args.a} (A) vs {args.b} (B)")
         _emit(report.format())
-    return 0 if report.ok else EXIT_NOT_EQUIVALENT
+    return 0 if report.ok else EXIT_OFF_PROVIDER
 
 
 def _run_quant_report(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ import json
 import logging
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,12 @@ class EpReport:
         return [p for p in self.placements if p.provider != self.provider]
 
     @property
+    def nodes_per_provider(self) -> dict[str, int]:
+        """How many executed nodes each provider ran, most first."""
+        counts = Counter(p.provider for p in self.placements)
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    @property
     def integer_ops(self) -> dict[str, int]:
         """Integer kernels in the optimized graph, by op."""
         return {op: n for op, n in self.optimized_ops.items() if op in self.integer_op_names}
@@ -111,6 +118,7 @@ class EpReport:
             "status": self.status,
             "ok": self.ok,
             "placements": [p.to_dict() for p in self.placements],
+            "nodes_per_provider": self.nodes_per_provider,
             "fallbacks": [p.to_dict() for p in self.fallbacks],
             "unsupported": [u.to_dict() for u in self.unsupported],
             "optimized_ops": dict(self.optimized_ops),
@@ -125,6 +133,8 @@ class EpReport:
         lines = [f"ep-check {self.target} ({self.provider}): {self._headline()}"]
         if self.error:
             lines.append(f"  onnxruntime: {self.error}")
+        if self.placements:
+            lines.append("nodes per provider: " + ", ".join(f"{p} {n}" for p, n in self.nodes_per_provider.items()))
         lines += _listing("fallbacks", [f"{p.node} ({p.op}) on {p.provider}" for p in self.fallbacks])
         lines += _listing("unsupported (static check)",
                           [f"{u.node} ({u.op}): {u.reason}" for u in self.unsupported])
