@@ -13,7 +13,10 @@ method                 onnxruntime.quantization                          onnxsmi
 =====================  ===============================================  =====================================
 
 onnxruntime gets its recommended pre-processing (``quant_pre_process``: shape inference and
-graph optimization) inside its process unless ``--no-ort-preprocess``; its calibration reader
+graph optimization) unless ``--no-ort-preprocess``; where that or the quantization after it fails
+(symbolic shape inference gives up on some dynamic shapes; per-channel bias scale adjustment raises
+on some pre-processed graphs), the next recipe of :data:`ORT_PREPROCESS` is tried in a fresh
+process, and the table says which one produced the model; its calibration reader
 hands it ``--ort-calib-batch`` rows per ``get_next()`` (default 1, as in onnxruntime's examples).
 onnxsmith reads the calibration file itself. All onnxsmith outputs target ``cpu``.
 
@@ -110,8 +113,16 @@ MODELS = {
 # ------------------------------------------------------------------ quantizing (child processes)
 
 
+#: onnxruntime pre-processing recipes, tried in this order until quantization succeeds.
+ORT_PREPROCESS = ("full", "no-symbolic", "none")
+
+
 def worker(method: str, src: str, dst: str, calib: str, calib_batch: str, preprocess: str) -> None:
-    """Child-process body: quantizes ``src`` into ``dst`` with onnxruntime.quantization."""
+    """Child-process body: quantizes ``src`` into ``dst`` with onnxruntime.quantization.
+
+    ``preprocess`` is one of :data:`ORT_PREPROCESS`: ``quant_pre_process`` with or without symbolic
+    shape inference, or none.
+    """
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -122,11 +133,11 @@ def worker(method: str, src: str, dst: str, calib: str, calib_batch: str, prepro
     )
 
     with tempfile.TemporaryDirectory() as work:
-        if preprocess == "1":
+        if preprocess != "none":
             from onnxruntime.quantization.shape_inference import quant_pre_process
 
             prepared = str(Path(work) / "prepared.onnx")
-            quant_pre_process(src, prepared)
+            quant_pre_process(src, prepared, skip_symbolic_shape=preprocess == "no-symbolic")
             src = prepared
         if method == "dynamic":
             quantize_dynamic(src, dst, per_channel=True, weight_type=QuantType.QInt8)
@@ -200,11 +211,15 @@ def quantize(tool: str, method: str, zoo: ZooModel, zoo_dir: Path, work: Path, a
     src, calib = zoo_dir / zoo.model, zoo_dir / zoo.calib
     dst = work / f"{zoo.name}.{tool}.{method}.onnx"
     if tool == "onnxsmith":
-        argv = onnxsmith_argv(method, src, dst, calib)
+        child = run_child(onnxsmith_argv(method, src, dst, calib), timeout=args.timeout)
     else:
-        argv = [sys.executable, __file__, "--worker", method, str(src), str(dst), str(calib),
-                str(args.ort_calib_batch), "0" if args.no_ort_preprocess else "1"]
-    child = run_child(argv, timeout=args.timeout)
+        # Each recipe in its own process, so the cost reported is that of the recipe that worked.
+        for recipe in ("none",) if args.no_ort_preprocess else ORT_PREPROCESS:
+            child = run_child([sys.executable, __file__, "--worker", method, str(src), str(dst), str(calib),
+                               str(args.ort_calib_batch), recipe], timeout=args.timeout)
+            if child.ok and dst.exists():
+                tool = f"onnxruntime (pre-process: {recipe})"
+                break
     if not child.ok or not dst.exists():
         kind = "not available" if tool == "onnxsmith" and _unavailable(child.stderr) else "failed"
         return Result(tool, method, None, status=f"{kind}: {_short(child.error_line())}")
@@ -271,7 +286,7 @@ def model_tables(zoo: ZooModel, fp32: Result, results: list[Result], threads: li
         rows.append([zoo.name, res.tool, res.method, status, *latency, *speedup, size, *cost])
     pairs = []
     for method in {r.method for r in results}:
-        ort = next(r for r in results if r.method == method and r.tool == "onnxruntime")
+        ort = next(r for r in results if r.method == method and r.tool.startswith("onnxruntime"))
         ours = next(r for r in results if r.method == method and r.tool == "onnxsmith")
         if ort.path is None or ours.path is None:
             continue
@@ -289,15 +304,17 @@ def report(tables: list[tuple[list[list[str]], list[list[str]]]], args: argparse
                "size (MiB)", "quantize (s)", "peak RSS (MiB)"]
     ratio_headers = ["model", "method", "fidelity (onnxsmith − onnxruntime)", *(f"latency {n}T" for n in t),
                      "quantize time", "peak RSS", "size"]
-    preprocess = "without" if args.no_ort_preprocess else "with"
+    preprocess = ("without quant_pre_process" if args.no_ort_preprocess else
+                  "after quant_pre_process where that works (the tool column says which recipe)")
+    pairs = [row for _, rows in tables for row in rows]
     return "\n".join([
         f"Machine: {machine_line()}. Batch 1; median of {args.runs} runs after {args.warmup} warm-up runs, "
         f"candidates interleaved; onnxruntime CPU, ORT_ENABLE_ALL. onnxruntime.quantization runs {preprocess} "
-        f"quant_pre_process and reads {args.ort_calib_batch} calibration row(s) per get_next(). Quantize time and "
+        f"and reads {args.ort_calib_batch} calibration row(s) per get_next(). Quantize time and "
         "peak RSS are those of the whole quantizing process (interpreter start, load, calibrate, quantize, save).",
         "", markdown_table(headers, [row for rows, _ in tables for row in rows], numeric_from=4), "",
         "onnxsmith against onnxruntime.quantization, same method (ratios below 1.00x: onnxsmith is lower):", "",
-        markdown_table(ratio_headers, [row for _, pairs in tables for row in pairs], numeric_from=3), ""])
+        markdown_table(ratio_headers, pairs, numeric_from=3) if pairs else "(no method produced by both tools)", ""])
 
 
 def main(argv: list[str] | None = None) -> int:
