@@ -9,10 +9,10 @@ from __future__ import annotations
 from onnxsmith.passes.quant.annotate import AnnotateOptions, AnnotateQuant
 from onnxsmith.passes.quant.calibration_setup import CalibrationSetup
 from onnxsmith.passes.quant.dynamic import QuantizeDynamic
-from onnxsmith.passes.quant.qoperator import LowerQOperator
 from onnxsmith.passes.quant.fold_scales import FoldScales
 from onnxsmith.passes.quant.insert_qdq import QUANT_TOLERANCE, InsertQDQ
 from onnxsmith.passes.quant.plan import NodeDecision, QuantPlan, ValueSpec
+from onnxsmith.passes.quant.qoperator import LowerQOperator
 from onnxsmith.passes.quant.weights import QuantizeWeights
 from onnxsmith.passes.registry import register_pipeline
 from onnxsmith.passes.quant.scales import (
@@ -30,13 +30,13 @@ register_pipeline("qdq", "annotate-quant,insert-qdq,fold-scales",
 
 __all__ = [
     "INTEGER_BOUNDS",
-    "LowerQOperator",
     "QUANT_TOLERANCE",
     "AnnotateOptions",
     "AnnotateQuant",
     "CalibrationSetup",
     "FoldScales",
     "InsertQDQ",
+    "LowerQOperator",
     "NodeDecision",
     "QuantParams",
     "QuantPlan",
