@@ -169,15 +169,15 @@ def bench_model(zoo: ZooModel, zoo_dir: Path, work: Path, args: argparse.Namespa
     reference = [r.astype(np.float64) for r in run_batched(session(src, 1, optimize=False), data, rows)]
     max_abs_errors(candidates, data, reference, rows)
 
-    names = ["original", *tools]
+    columns = ("original", *PEERS, ONNXSMITH)
     latency_rows = []
     for batch in args.batches:
         for threads in args.threads:
             print(f"[{zoo.name}] timing batch {batch}, {threads} thread(s)...", file=sys.stderr)
             ms = latencies(candidates, data, batch, threads, args.runs, args.warmup)
-            peers = [ms[n] for n in names if n != ONNXSMITH and n in ms]
+            peers = [value for name, value in ms.items() if name != ONNXSMITH]
             best = min(peers) if peers else None
-            cells = [number(ms.get(n)) for n in names]
+            cells = [number(ms.get(name)) for name in columns]
             latency_rows.append([zoo.name, str(batch), str(threads), *cells, ratio(ms.get(ONNXSMITH), best)])
     opt_rows = []
     for cand in candidates:
@@ -185,14 +185,7 @@ def bench_model(zoo: ZooModel, zoo_dir: Path, work: Path, args: argparse.Namespa
         err = cand.error or (f"{cand.max_abs_err:.2e}" if cand.max_abs_err is not None else "—")
         opt_rows.append([zoo.name, cand.tool, cost, number(cand.peak_rss_mb, 0),
                          "—" if cand.nodes is None else str(cand.nodes), err])
-    return [_pad(r, names) for r in latency_rows], opt_rows
-
-
-def _pad(row: list[str], names: list[str]) -> list[str]:
-    """Places a latency row's candidate cells under the shared column set (all peers)."""
-    model, batch, threads, *cells, vs_best = row
-    by_name = dict(zip(names, cells))
-    return [model, batch, threads, *(by_name.get(n, "—") for n in ("original", *PEERS, ONNXSMITH)), vs_best]
+    return latency_rows, opt_rows
 
 
 def report(latency_rows: list[list[str]], opt_rows: list[list[str]], args: argparse.Namespace) -> str:
