@@ -13,6 +13,7 @@ Each module holds one family of rewrite rules, named as in
 - ``fast_gelu``: tanh-approximated GELU as com.microsoft FastGelu, with a constant bias Add (contrib op);
 - ``gelu``: decomposed exact or tanh GELU as ONNX Gelu (opset 20);
 - ``bias_gelu``: a constant bias Add before com.microsoft Gelu as BiasGelu (contrib op);
+- ``layer_norm``: decomposed layer normalization (two-pass or moments form) as LayerNormalization (opset 17);
 - ``skip_layer_norm``: residual Add (+ bias) + LayerNormalization as com.microsoft SkipLayerNormalization;
 - ``attention``: BERT-style self-attention as com.microsoft Attention (packed Q/K/V, contrib op);
 - ``multi_head_attention``: the same block on computed projections as com.microsoft MultiHeadAttention (contrib op).
@@ -45,7 +46,7 @@ from onnxsmith.codegen.targets import target_of
 from onnxsmith.errors import PassOptionError, closest
 from onnxsmith.passes.base import PassContext, PassResult, Tolerance
 from onnxsmith.passes.fusion import conv_activation, conv_bias, conv_bn, gemm, scale_conv, transpose
-from onnxsmith.passes.fusion import bias_gelu, contrib_gelu, fast_gelu, gelu, skip_layer_norm
+from onnxsmith.passes.fusion import bias_gelu, contrib_gelu, fast_gelu, gelu, layer_norm, skip_layer_norm
 from onnxsmith.passes.fusion import attention, multi_head_attention
 from onnxsmith.passes.fusion import hard_activation, pad_pool, reshape, scale_gemm, silu
 from onnxsmith.passes.registry import register_pass
@@ -56,8 +57,8 @@ __all__ = ["FAMILIES", "Fuse"]
 #: Family name -> its rules, in the order ``fuse`` tries them.
 FAMILIES = MappingProxyType({module.FAMILY: module.RULES
                              for module in (conv_bn, scale_conv, conv_bias, gemm, transpose, conv_activation,
-                                           contrib_gelu, fast_gelu, gelu, bias_gelu, skip_layer_norm, attention,
-                                           multi_head_attention, scale_gemm, pad_pool, hard_activation, silu,
+                                           contrib_gelu, fast_gelu, gelu, bias_gelu, layer_norm, skip_layer_norm,
+                                           attention, multi_head_attention, scale_gemm, pad_pool, hard_activation, silu,
                                            reshape)})
 
 _FAMILY_OF = {r.name: family for family, rules in FAMILIES.items() for r in rules}
