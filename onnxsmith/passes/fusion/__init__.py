@@ -27,7 +27,9 @@ Each module holds one family of rewrite rules, named as in
 (``Target.allows_fusion``). ``fuse{rules=gemm}`` restricts it to the named families or rules
 (family and rule names may be mixed); ``explain`` and ``max-rewrites`` work as for every
 :class:`~onnxsmith.passes.rewrite.RewritePass`, and the statistics count applications and
-rejections per rule.
+rejections per rule. Last, nodes left without users (the mask and shape subgraphs a fused
+attention block no longer reads) are removed, as ``remove-unused`` does, and counted as
+``removed_nodes``.
 
 Tolerance: ``rtol=1e-4, atol=1e-5``. Every rule is exact in real arithmetic; in floats, folding a
 scale into weights or a bias into a Gemm re-associates sums of products, which moves float32
@@ -44,6 +46,7 @@ import onnx_ir as ir
 
 from onnxsmith.codegen.targets import target_of
 from onnxsmith.errors import PassOptionError, closest
+from onnxsmith.passes.cleanup.remove_unused import remove_dead_nodes
 from onnxsmith.passes.base import PassContext, PassResult, Tolerance
 from onnxsmith.passes.fusion import conv_activation, conv_bias, conv_bn, gemm, scale_conv, transpose
 from onnxsmith.passes.fusion import bias_gelu, contrib_gelu, fast_gelu, gelu, layer_norm, skip_layer_norm
@@ -83,7 +86,8 @@ class Fuse(RewritePass):
             def explain(message: str) -> None:
                 ctx.explain(self.name, message)
         stats = apply_rules(model, legal, max_rewrites=options.max_rewrites, explain=explain)
-        return PassResult(stats.rewrites > 0, stats.to_dict())
+        removed = remove_dead_nodes(model)
+        return PassResult(stats.rewrites > 0 or removed > 0, {**stats.to_dict(), "removed_nodes": removed})
 
     def _select(self, names: list[str]) -> RuleSet:
         """The rules of the named families and the named rules, in set order."""
