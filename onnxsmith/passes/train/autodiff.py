@@ -5,7 +5,9 @@ appends to the graph the nodes that compute ``d loss / d w`` and returns those v
 
 1. **Active values** (forward): a value is active when it is a parameter, or a floating-point
    output of a node with an active input in a differentiable position (see
-   :mod:`~onnxsmith.passes.train.registry`). Integer and boolean values never are.
+   :mod:`~onnxsmith.passes.train.registry`). Integer and boolean values are not, except the
+   outputs a rule declares gradient-carrying (the codes of a QuantizeLinear -> DequantizeLinear
+   pair).
 2. **Relevant nodes** (backward): nodes with an active input that the loss depends on. Only they
    are differentiated, so ops without a rule elsewhere in the graph do not matter; a relevant node
    without a rule is an error naming it.
@@ -30,7 +32,7 @@ import onnx_ir as ir
 
 from onnxsmith.errors import UnsupportedError
 from onnxsmith.passes.train import gradients as _gradients  # noqa: F401  (registers the rules)
-from onnxsmith.passes.train.context import GradContext, dims_of
+from onnxsmith.passes.train.context import GradContext, RuleOptions, dims_of
 from onnxsmith.passes.train.registry import find_rule, get_rule
 
 __all__ = ["DIFFERENTIABLE_TYPES", "GradientGraph", "differentiate"]
@@ -59,7 +61,7 @@ class GradientGraph:
 
 
 def differentiate(graph: ir.Graph, parameters: Sequence[ir.Value], loss: ir.Value, *,
-                  seed: str = "scalar") -> GradientGraph:
+                  seed: str = "scalar", options: RuleOptions | None = None) -> GradientGraph:
     """Appends the gradients of ``loss`` with respect to ``parameters`` to ``graph``.
 
     Args:
@@ -68,6 +70,7 @@ def differentiate(graph: ir.Graph, parameters: Sequence[ir.Value], loss: ir.Valu
         loss: The value to differentiate.
         seed: ``"scalar"``: ``loss`` must hold one element, seeded with 1; ``"ones"``: seeded
             with ones of its shape (the gradient of ``ReduceSum(loss)``).
+        options: Choices of the rules that have some (e.g. scale gradients of fake quantization).
 
     Returns:
         The gradient of each parameter and the appended nodes.
@@ -82,7 +85,7 @@ def differentiate(graph: ir.Graph, parameters: Sequence[ir.Value], loss: ir.Valu
                                "convert the model with onnx.version_converter first")
     active = _active_values(graph, parameters)
     relevant = _relevant_nodes(graph, active, loss)
-    ctx = GradContext(graph, opset)
+    ctx = GradContext(graph, opset, options or RuleOptions())
     grads: dict[ir.Value, list[ir.Value]] = {loss: [_seed(ctx, loss, seed)]} if loss in active else {}
     for node in reversed(relevant):
         rule = get_rule(node)
@@ -110,7 +113,8 @@ def _active_values(graph: ir.Graph, parameters: Sequence[ir.Value]) -> set[ir.Va
     for node in graph:
         rule = find_rule(node)
         if any(v in active and (rule is None or rule.differentiable(i)) for i, v in enumerate(node.inputs)):
-            active.update(out for out in node.outputs if out.dtype in DIFFERENTIABLE_TYPES)
+            active.update(out for out in node.outputs if out.dtype in DIFFERENTIABLE_TYPES or (
+                rule is not None and rule.integer_outputs is not None and rule.integer_outputs(out)))
     return active
 
 

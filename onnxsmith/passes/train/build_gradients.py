@@ -1,26 +1,41 @@
-"""``build-gradients``: turn an inference model into a graph that computes its own gradients.
+"""``build-gradients``: turn an inference model into a training graph.
 
-The result computes, from the data inputs and the parameters, the loss and the gradient of the
-loss with respect to every trainable parameter:
+The result computes, from the data inputs and the parameters, the loss and either the gradient
+of the loss with respect to every trainable parameter, or one optimizer step:
 
+- **loss**: the model's only output, or the output named by ``loss``. With ``seed=scalar`` it
+  must hold one element; ``seed=ones`` differentiates the sum of its elements instead. With
+  ``loss-fn`` the loss is appended first (:mod:`~onnxsmith.passes.train.losses`): one or more
+  terms (``cross-entropy``, ``mse``, ``cosine``, ``kl-div``, weighted by ``loss-weights``) over the
+  model output named by ``output``, with ``label-smoothing`` (cross-entropy), ``temperature`` and
+  ``teacher=logits|probs`` (kl-div); the labels/target/teacher become new inputs;
 - **parameters** are the floating-point initializers selected by ``wrt`` (a regular expression
   searched in the name; all of them by default) minus those matched by ``freeze``. Each becomes
   a graph input, its initializer staying as its initial value (so the graph also runs without
   feeding it); parameters the loss does not depend on stay constants and are listed in the stats;
-- **outputs** are the loss (its name unchanged) followed by one gradient per parameter, named
-  ``<parameter>_grad``, of the parameter's type and shape. Other outputs and every node they
-  alone needed are removed.
+- **gradients only** (without ``optimizer``, or ``gradients-only=true``): the outputs are the
+  loss (its name unchanged) followed by one gradient per parameter, named ``<parameter>_grad``;
+- **optimizer step** (``optimizer=sgd|adamw``, :mod:`~onnxsmith.passes.train.optimizers`): the
+  inputs are the data, the labels/targets, the parameters, the optimizer state (``<p>_momentum``,
+  or ``<p>_m`` and ``<p>_v``; feed zeros at the first step), ``lr`` and, for AdamW, ``step``
+  (updates done before this one); the outputs are the loss, the updated parameters and the
+  updated state, each named ``<input>_new``. Options: ``momentum``, ``nesterov`` (SGD),
+  ``beta1``, ``beta2``, ``eps`` (AdamW) and ``weight-decay`` (L2 for SGD, default 0; decoupled
+  for AdamW, default 0.01).
 
-The loss is the model's only output, or the output named by ``loss``. With ``seed=scalar`` it
-must hold one element; ``seed=ones`` differentiates the sum of its elements instead. The backward
-nodes are plain default-domain ONNX at the model's opset (13 or later); see
-:mod:`onnxsmith.passes.train.autodiff` for the reverse sweep.
+Other outputs and every node they alone needed are removed. ``quant-scales=lsq`` trains the scales
+of QuantizeLinear/DequantizeLinear pairs (LSQ; ``lsq-grad-scale`` adds its gradient scale),
+see :mod:`~onnxsmith.passes.train.gradients.quantize`. The model's metadata entry
+``onnxsmith.training`` records, as JSON, the loss, the parameters and which output feeds which
+input at the next step. The backward nodes are plain default-domain ONNX at the model's opset
+(13 or later); see :mod:`onnxsmith.passes.train.autodiff` for the reverse sweep.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import onnx_ir as ir
@@ -31,28 +46,112 @@ from onnxsmith.passes.base import Pass, PassContext, PassResult
 from onnxsmith.passes.cleanup.remove_unused import RemoveUnused
 from onnxsmith.passes.registry import register_pass
 from onnxsmith.passes.train.autodiff import DIFFERENTIABLE_TYPES, differentiate
+from onnxsmith.passes.train.context import RuleOptions
+from onnxsmith.passes.train.losses import Loss, add_losses
+from onnxsmith.passes.train.optimizers import AdamW, Optimizer, SGD, append_optimizer
 
-__all__ = ["BuildGradients", "BuildGradientsOptions", "GRADIENT_SUFFIX", "select_parameters"]
+__all__ = ["BuildGradients", "BuildGradientsOptions", "GRADIENT_SUFFIX", "METADATA_KEY", "select_parameters"]
 
 #: Gradient outputs are named ``<parameter><GRADIENT_SUFFIX>``.
 GRADIENT_SUFFIX = "_grad"
 
+#: The model metadata entry describing the training graph (JSON).
+METADATA_KEY = "onnxsmith.training"
+
 
 @dataclass
 class BuildGradientsOptions:
-    """Options of ``build-gradients``.
+    """Options of ``build-gradients`` (see the module docstring).
 
     Attributes:
         wrt: Regular expression searched in initializer names: the parameters (all float ones if empty).
         freeze: Regular expression searched in initializer names: parameters to keep constant.
         loss: Name of the output to differentiate (the only output if empty).
         seed: ``scalar`` (the loss holds one element) or ``ones`` (differentiate the sum of its elements).
+        loss_fn: Loss terms to append (``cross-entropy``, ``mse``, ``cosine``, ``kl-div``).
+        loss_weights: One weight per term of ``loss_fn`` (all 1 if empty).
+        output: The model output the loss terms read (the only output if empty).
+        label_smoothing: Label smoothing of cross-entropy.
+        temperature: Temperature of kl-div.
+        teacher: What kl-div's teacher input holds: ``logits`` or ``probs``.
+        optimizer: ``sgd`` or ``adamw``: append one update step; empty: output the gradients.
+        gradients_only: Output the gradients (the behaviour without ``optimizer``), stated explicitly.
+        momentum: SGD momentum.
+        nesterov: SGD Nesterov momentum.
+        weight_decay: SGD L2 penalty (default 0) or AdamW decoupled decay (default 0.01).
+        beta1: AdamW first-moment decay.
+        beta2: AdamW second-moment decay.
+        eps: AdamW denominator term.
+        quant_scales: ``frozen`` or ``lsq``: whether fake-quantization scales are trained.
+        lsq_grad_scale: Scale LSQ gradients by ``1 / sqrt(N * qmax)``.
     """
 
     wrt: str = ""
     freeze: str = ""
     loss: str = ""
     seed: Literal["scalar", "ones"] = "scalar"
+    loss_fn: list[str] = field(default_factory=list)
+    loss_weights: list[float] = field(default_factory=list)
+    output: str = ""
+    label_smoothing: float = 0.0
+    temperature: float = 1.0
+    teacher: Literal["logits", "probs"] = "logits"
+    optimizer: Literal["", "sgd", "adamw"] = ""
+    gradients_only: bool = False
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float | None = None
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    quant_scales: Literal["frozen", "lsq"] = "frozen"
+    lsq_grad_scale: bool = False
+
+    def __post_init__(self) -> None:
+        self._require(bool(self.loss_fn), "loss-fn", output="", loss_weights=[], label_smoothing=0.0,
+                      temperature=1.0, teacher="logits")
+        if self.loss_fn and self.loss:
+            raise PassOptionError("build-gradients: give either loss (an existing output) or loss-fn (a new one)")
+        if self.loss_weights and len(self.loss_weights) != len(self.loss_fn):
+            raise PassOptionError(f"build-gradients: {len(self.loss_weights)} loss-weights for "
+                                  f"{len(self.loss_fn)} loss-fn terms")
+        self._require("cross-entropy" in self.loss_fn, "loss-fn=cross-entropy", label_smoothing=0.0)
+        self._require("kl-div" in self.loss_fn, "loss-fn=kl-div", temperature=1.0, teacher="logits")
+        if self.gradients_only and self.optimizer:
+            raise PassOptionError(f"build-gradients: gradients-only=true and optimizer={self.optimizer} contradict")
+        self._require(self.optimizer == "sgd", "optimizer=sgd", momentum=0.0, nesterov=False)
+        self._require(self.optimizer == "adamw", "optimizer=adamw", beta1=0.9, beta2=0.999, eps=1e-8)
+        self._require(bool(self.optimizer), "an optimizer", weight_decay=None)
+        self._require(self.quant_scales == "lsq", "quant-scales=lsq", lsq_grad_scale=False)
+        for term in self.loss_terms():
+            term.check()
+        self.optimizer_step()  # checks the optimizer's own ranges
+
+    def _require(self, condition: bool, what: str, **defaults: object) -> None:
+        """Options in ``defaults`` may differ from their default only when ``condition`` holds."""
+        if condition:
+            return
+        for name, default in defaults.items():
+            if getattr(self, name) != default:
+                raise PassOptionError(f"build-gradients: option '{name.replace('_', '-')}' needs {what}")
+
+    def loss_terms(self) -> list[Loss]:
+        """The terms of ``loss-fn``, with their weights and the options of their kind."""
+        weights = self.loss_weights or [1.0] * len(self.loss_fn)
+        return [Loss(kind, self.output, weight,
+                     label_smoothing=self.label_smoothing if kind == "cross-entropy" else 0.0,
+                     temperature=self.temperature if kind == "kl-div" else 1.0,
+                     teacher=self.teacher if kind == "kl-div" else "logits")
+                for kind, weight in zip(self.loss_fn, weights)]
+
+    def optimizer_step(self) -> Optimizer | None:
+        """The optimizer, or None for gradient outputs."""
+        if self.optimizer == "sgd":
+            return SGD(self.momentum, self.weight_decay or 0.0, self.nesterov)
+        if self.optimizer == "adamw":
+            decay = self.weight_decay if self.weight_decay is not None else AdamW.weight_decay
+            return AdamW(self.beta1, self.beta2, self.eps, decay)
+        return None
 
 
 @register_pass
@@ -67,28 +166,62 @@ class BuildGradients(Pass):
         options: BuildGradientsOptions = self.options
         graph = model.graph
         infer_shapes(model)
-        loss = _loss_output(graph, options.loss)
+        if options.loss_fn:
+            loss_name = add_losses(model, options.loss_terms())
+            infer_shapes(model)
+            loss = _loss_output(graph, loss_name)
+        else:
+            loss = _loss_output(graph, options.loss)
         parameters = select_parameters(graph, options.wrt, options.freeze)
-        result = differentiate(graph, parameters, loss, seed=options.seed)
+        rule_options = RuleOptions(options.quant_scales, options.lsq_grad_scale)
+        result = differentiate(graph, parameters, loss, seed=options.seed, options=rule_options)
         trained = [(p, g) for p, g in result.gradients.items() if g is not None]
         if not trained:
             raise UnsupportedError(f"the loss '{loss.name}' depends on none of the {len(parameters)} selected parameters",
                                    "check the wrt and freeze options")
         graph.outputs.clear()
         graph.outputs.append(loss)
-        for parameter, grad in trained:
-            graph.inputs.append(parameter)
-            graph.outputs.append(_gradient_output(graph, parameter, grad, result.nodes))
+        graph.inputs.extend(p for p, _ in trained)
+        optimizer = options.optimizer_step()
+        if optimizer is None:
+            description = _gradient_outputs(graph, trained, result.nodes)
+        else:
+            description = _optimizer_outputs(graph, trained, optimizer)
         removed = RemoveUnused().run(model, ctx).stats
         infer_shapes(model)
+        model.metadata_props[METADATA_KEY] = json.dumps({"loss": loss.name, **description})
         constant = sorted(p.name for p, g in result.gradients.items() if g is None)
         return PassResult(True, {
             "parameters": len(trained),
             "constant_parameters": len(constant),
             "backward_nodes": len(set(result.nodes).intersection(graph)),
             "removed_nodes": removed["removed_nodes"],
+            **({"optimizer": optimizer.name} if optimizer is not None else {}),
             **({"without_gradient": ", ".join(constant[:10])} if constant else {}),
         })
+
+
+def _gradient_outputs(graph: ir.Graph, trained: list[tuple[ir.Value, ir.Value]], backward: list[ir.Node]
+                      ) -> dict[str, object]:
+    """Makes the gradients outputs; returns their description for the metadata."""
+    gradients = {}
+    for parameter, grad in trained:
+        output = _gradient_output(graph, parameter, grad, backward)
+        graph.outputs.append(output)
+        gradients[parameter.name] = output.name
+    return {"parameters": list(gradients), "gradients": gradients}
+
+
+def _optimizer_outputs(graph: ir.Graph, trained: list[tuple[ir.Value, ir.Value]], optimizer: Optimizer
+                       ) -> dict[str, object]:
+    """Appends the optimizer step and makes the updated values outputs; returns their description."""
+    step = append_optimizer(graph, optimizer, trained)
+    for value in [p for p, _ in trained] + step.state:
+        graph.outputs.append(step.updates[value])
+    return {"parameters": [p.name for p, _ in trained], "optimizer": optimizer.name,
+            "state": [v.name for v in step.state], "lr": step.lr.name,
+            **({"step": step.step.name} if step.step is not None else {}),
+            "updates": {old.name: new.name for old, new in step.updates.items()}}
 
 
 def select_parameters(graph: ir.Graph, wrt: str = "", freeze: str = "") -> list[ir.Value]:

@@ -19,14 +19,16 @@ It appends nodes and constants with fresh names, answers which inputs need a gra
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import onnx_ir as ir
 
 from onnxsmith.errors import UnsupportedError
+from onnxsmith.passes.train._emit import used_names
 
-__all__ = ["Dim", "GradContext"]
+__all__ = ["Dim", "GradContext", "RuleOptions"]
 
 #: A dimension as recorded in an ``ir.Shape``: a static size, a symbolic name or unknown (None).
 Dim = int | str | None
@@ -39,19 +41,36 @@ def dims_of(value: ir.Value) -> list[Dim] | None:
     return [d if isinstance(d, int) else d.value for d in value.shape.dims]
 
 
+@dataclass(frozen=True)
+class RuleOptions:
+    """Choices that change what some gradient rules compute.
+
+    Attributes:
+        quant_scales: ``frozen``: the scales of QuantizeLinear/DequantizeLinear get no gradient
+            (straight-through estimator only); ``lsq``: they get the LSQ gradient.
+        lsq_grad_scale: Multiply LSQ scale gradients by ``g = 1 / sqrt(N * qmax)`` (``N``
+            elements share a scale), as Esser et al. 2020 recommend.
+    """
+
+    quant_scales: Literal["frozen", "lsq"] = "frozen"
+    lsq_grad_scale: bool = False
+
+
 class GradContext:
     """Appends backward nodes for one graph; rules receive it as their first argument.
 
     Args:
         graph: The graph being differentiated; backward nodes are appended to it.
         opset: The graph's default-domain opset version.
+        options: Choices of the rules that have some.
     """
 
-    def __init__(self, graph: ir.Graph, opset: int) -> None:
+    def __init__(self, graph: ir.Graph, opset: int, options: RuleOptions | None = None) -> None:
         self.graph = graph
         self.opset = opset
+        self.options = options or RuleOptions()
         self.nodes: list[ir.Node] = []
-        self._names = _used_names(graph)
+        self._names = used_names(graph)
         self._counter = 0
         self._node: ir.Node | None = None
         self._needs: tuple[bool, ...] = ()
@@ -242,12 +261,3 @@ class GradContext:
         summed = self.op("ReduceSum", grad, axes, keepdims=1, noop_with_empty_axes=1)
         return self.op("Reshape", summed, target_shape)
 
-
-def _used_names(graph: ir.Graph) -> set[str]:
-    names = {v.name for v in graph.inputs if v.name}
-    names.update(name for name in graph.initializers)
-    for node in graph.all_nodes():
-        if node.name:
-            names.add(node.name)
-        names.update(v.name for v in node.outputs if v.name)
-    return names

@@ -14,7 +14,9 @@ respect to its inputs and returns them::
 rule returns one entry per input, None for inputs that get no gradient. ``nondifferentiable``
 lists input positions that never carry a gradient (shapes, indices, axes, running statistics):
 the reverse sweep stops there, so no parameter is reached through them and no rule is asked.
-Integer and boolean inputs are never differentiated, whatever the rule says.
+Integer and boolean values carry no gradient, with one exception: a rule may declare, with
+``integer_outputs``, which of its integer outputs carry a real-valued gradient to their readers
+(QuantizeLinear's codes read only by DequantizeLinear, the fake-quantization pair).
 """
 
 from __future__ import annotations
@@ -30,19 +32,24 @@ from onnxsmith.errors import UnsupportedError
 if TYPE_CHECKING:
     from onnxsmith.passes.train.context import GradContext
 
-__all__ = ["GradientFunction", "GradientRule", "find_rule", "get_rule", "gradient", "registered_ops"]
+__all__ = ["GradientFunction", "GradientRule", "IntegerOutputs", "find_rule", "get_rule", "gradient", "registered_ops"]
 
 GradientFunction = Callable[["GradContext", ir.Node, Sequence["ir.Value | None"]], Sequence["ir.Value | None"]]
+
+#: Says whether an integer output of a node carries a gradient (see ``gradient(integer_outputs=...)``).
+IntegerOutputs = Callable[[ir.Value], bool]
 
 
 @dataclass(frozen=True)
 class GradientRule:
-    """One operator's gradient: the function and the inputs it never differentiates."""
+    """One operator's gradient: the function, the inputs it never differentiates, and which
+    integer outputs carry a gradient (none when ``integer_outputs`` is None)."""
 
     domain: str
     op_type: str
     function: GradientFunction
     nondifferentiable: frozenset[int]
+    integer_outputs: IntegerOutputs | None = None
 
     def differentiable(self, index: int) -> bool:
         """Whether input ``index`` can carry a gradient at all."""
@@ -52,21 +59,23 @@ class GradientRule:
 _RULES: dict[tuple[str, str], GradientRule] = {}
 
 
-def gradient(op_type: str, *, domain: str = "", nondifferentiable: Iterable[int] = ()
-             ) -> Callable[[GradientFunction], GradientFunction]:
+def gradient(op_type: str, *, domain: str = "", nondifferentiable: Iterable[int] = (),
+             integer_outputs: IntegerOutputs | None = None) -> Callable[[GradientFunction], GradientFunction]:
     """Registers the decorated function as the gradient rule of ``(domain, op_type)``.
 
     Args:
         op_type: The operator type, e.g. ``"MatMul"``.
         domain: Its domain; ``""`` is the default ONNX domain.
         nondifferentiable: Input positions that never carry a gradient.
+        integer_outputs: Whether an integer output of the operator carries a real-valued gradient
+            (its readers' rules must understand it); integer outputs carry none by default.
     """
 
     def register(function: GradientFunction) -> GradientFunction:
         key = (_domain(domain), op_type)
         if key in _RULES:
             raise ValueError(f"a gradient rule for {op_type} is already registered")
-        _RULES[key] = GradientRule(key[0], op_type, function, frozenset(nondifferentiable))
+        _RULES[key] = GradientRule(key[0], op_type, function, frozenset(nondifferentiable), integer_outputs)
         return function
 
     return register

@@ -6,7 +6,8 @@
 - ``reductions``: ReduceSum, ReduceMean;
 - ``shapes``: Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Expand, Concat, Split, Slice, Gather;
 - ``normalization``: LayerNormalization, BatchNormalization (inference form);
-- ``convolution``: Conv, AveragePool, GlobalAveragePool, MaxPool.
+- ``convolution``: Conv, AveragePool, GlobalAveragePool, MaxPool;
+- ``quantize``: QuantizeLinear -> DequantizeLinear pairs (straight-through estimator, LSQ scales).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from onnxsmith.passes.train.gradients import (  # noqa: F401  (registration)
     elementwise,
     linear,
     normalization,
+    quantize,
     reductions,
     shapes,
 )
