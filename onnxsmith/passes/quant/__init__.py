@@ -1,4 +1,5 @@
-"""Quantization passes: plan (annotate-quant) -> QDQ (insert-qdq) -> storage (fold-scales); dynamic; weight-only.
+"""Quantization passes: prepare (prepare-quant) -> plan (annotate-quant) -> QDQ (insert-qdq) -> storage
+(fold-scales); dynamic; weight-only.
 
 :mod:`~onnxsmith.passes.quant.scales` holds the arithmetic every pass shares: scale and zero point
 from a range, and tensors through QuantizeLinear/DequantizeLinear.
@@ -12,6 +13,7 @@ from onnxsmith.passes.quant.dynamic import QuantizeDynamic
 from onnxsmith.passes.quant.fold_scales import FoldScales
 from onnxsmith.passes.quant.insert_qdq import QUANT_TOLERANCE, InsertQDQ
 from onnxsmith.passes.quant.plan import NodeDecision, QuantPlan, ValueSpec
+from onnxsmith.passes.quant.prepare import PrepareQuant
 from onnxsmith.passes.quant.qoperator import LowerQOperator
 from onnxsmith.passes.quant.weights import QuantizeWeights
 from onnxsmith.passes.registry import register_pipeline
@@ -25,8 +27,9 @@ from onnxsmith.passes.quant.scales import (
     quantize_weight,
 )
 
-register_pipeline("qdq", "annotate-quant,insert-qdq,fold-scales",
-                  "static quantization: plan from calibration ranges, insert Q/DQ, store weights as integers")
+register_pipeline("qdq", "prepare-quant,annotate-quant,insert-qdq,fold-scales",
+                  "static quantization: fold BatchNorm, plan from calibration ranges, insert Q/DQ, store weights "
+                  "as integers")
 
 __all__ = [
     "INTEGER_BOUNDS",
@@ -38,6 +41,7 @@ __all__ = [
     "InsertQDQ",
     "LowerQOperator",
     "NodeDecision",
+    "PrepareQuant",
     "QuantParams",
     "QuantPlan",
     "QuantizeDynamic",

@@ -13,11 +13,16 @@ In order, on any model in QDQ form (not only those ``insert-qdq`` made):
    since the op is linear in that input (and in its bias). The scaled scale is a new initializer.
 3. *Biases*: a Conv/Gemm reading ``DQ(x; s_x)`` (per tensor) and ``DQ(w; s_w)`` (per tensor or per
    output channel) with a float constant bias ``b`` gets ``DQ(round(b / (s_x * s_w)); s_x * s_w, 0)``
-   with an int32 ``b`` -- the form QLinearConv/QGemm take. Error per output: ``s_x * s_w / 2``.
-   A channel whose quantized bias would overflow int32 keeps the whole bias float.
+   with an int32 ``b`` -- the form QLinearConv/QGemm take (onnxruntime fuses a QDQ Gemm only when
+   every input, the bias included, comes from a DequantizeLinear). Error per output:
+   ``s_x * s_w / 2``. A Gemm's ``[1, N]`` bias is stored as ``[N]`` (the same broadcast); a Gemm
+   with ``alpha`` or ``beta`` other than 1 keeps its bias float
+   (:func:`~onnxsmith.passes.quant.op_roles.is_channel_bias`). A channel whose quantized bias
+   would overflow int32 keeps the whole bias float.
 4. *Redundant pairs*: ``Q(DQ(q))`` with identical parameters is ``q`` (exact); a
    ``Q -> DQ`` pair whose value enters no integer computation (no reader is a linear op or sits
-   in a QDQ group, and the producer is in none) is removed, restoring the float value.
+   in a QDQ group, and the producer is in none -- a Relu/Clip after a QDQ linear op is in its
+   group) is removed, restoring the float value.
 
 The error bound is the sum of the bounds of the Q/DQ pairs kept (``scale / 2`` per element) plus
 step 3's; step 4 only removes error. The numeric check of the pass manager uses the loose
@@ -32,7 +37,7 @@ import onnx_ir as ir
 from onnxsmith.ir.queries import op_key
 from onnxsmith.passes.base import Pass, PassContext, PassResult
 from onnxsmith.passes.quant.insert_qdq import QUANT_TOLERANCE
-from onnxsmith.passes.quant.op_roles import LINEAR_OPS
+from onnxsmith.passes.quant.op_roles import LINEAR_OPS, is_channel_bias
 from onnxsmith.passes.quant.qdq_nodes import QDQBuilder, constant_array, read_params, same_params
 from onnxsmith.passes.quant.scales import quantize
 from onnxsmith.passes.registry import register_pass
@@ -40,6 +45,7 @@ from onnxsmith.passes.registry import register_pass
 __all__ = ["FoldScales"]
 
 _INT32 = (np.iinfo(np.int32).min, np.iinfo(np.int32).max)
+_ABSORBED = frozenset({"Relu", "Clip"})  # activations a QDQ linear op's output quantizer absorbs
 
 
 @register_pass
@@ -171,8 +177,9 @@ def _quantize_biases(graph: ir.Graph, builder: QDQBuilder) -> int:
         bias_value = node.inputs[role.bias]
         bias = constant_array(bias_value)
         dq_x, dq_w = (_dequantize_of(node, i) for i in role.inputs)
-        if bias is None or bias.ndim != 1 or dq_x is None or dq_w is None:
+        if bias is None or not is_channel_bias(node, bias.shape) or dq_x is None or dq_w is None:
             continue
+        bias = bias.reshape(-1)
         px, pw = read_params(dq_x), read_params(dq_w)
         if px is None or pw is None or px.axis is not None or constant_array(dq_w.inputs[0]) is None:
             continue
@@ -233,13 +240,21 @@ def _remove_redundant_pairs(graph: ir.Graph) -> int:
     return removed
 
 
+def _reads_dequantized(node: ir.Node) -> bool:
+    return any(v is not None and (p := v.producer()) is not None and p.op_type == "DequantizeLinear"
+               for v in node.inputs)
+
+
 def _remove_idle_pair(graph: ir.Graph, q: ir.Node, source: ir.Node | None) -> int:
     dqs = [use.node for use in q.outputs[0].uses()]
     if not dqs or any(d.op_type != "DequantizeLinear" or d.outputs[0].is_graph_output() for d in dqs):
         return 0
-    if source is not None and any(v is not None and (p := v.producer()) is not None and p.op_type == "DequantizeLinear"
-                                  for v in source.inputs):
+    if source is not None and _reads_dequantized(source):
         return 0  # the producer sits in a QDQ group: this Q is its output quantizer
+    activation_of = source.inputs[0].producer() if source is not None and source.inputs[0] is not None else None
+    if source is not None and op_key(source) in _ABSORBED and activation_of is not None and _reads_dequantized(
+            activation_of) and op_key(activation_of) in LINEAR_OPS:
+        return 0  # the Relu/Clip of a QDQ Conv: onnxruntime folds it into this Q, which the Conv needs
     if any(_in_qdq_group(use.node) for d in dqs for use in d.outputs[0].uses()):
         return 0
     for d in dqs:

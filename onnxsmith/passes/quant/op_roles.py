@@ -28,7 +28,7 @@ import onnx_ir as ir
 from onnxsmith.codegen.target import Target
 from onnxsmith.ir.queries import op_key
 
-__all__ = ["LINEAR_OPS", "SCALE_PRESERVING_OPS", "LinearOp", "linear_ops_for", "weight_axis"]
+__all__ = ["LINEAR_OPS", "SCALE_PRESERVING_OPS", "LinearOp", "is_channel_bias", "linear_ops_for", "weight_axis"]
 
 
 @dataclass(frozen=True)
@@ -89,3 +89,18 @@ def weight_axis(node: ir.Node, index: int, rank: int) -> int | None:
         trans = node.attributes.get("transB")
         return 0 if trans is not None and trans.as_int() else 1
     return None
+
+
+def is_channel_bias(node: ir.Node, shape: tuple[int, ...]) -> bool:
+    """Whether a constant bias of ``shape`` holds one value per output channel of ``node``.
+
+    A ``[C]`` vector always does; so does Gemm's row vector ``[1, N]``, which broadcasts over the
+    rows of the ``[M, N]`` output exactly as ``[N]`` does (``fuse`` writes MatMul + Add biases so).
+    A Gemm must also have ``alpha = beta = 1``: onnxruntime's QGemm reads its int32 bias with the
+    scale ``alpha / beta * s_a * s_b``, and its QDQ selector takes a bias only with ``beta = 1``.
+    """
+    if op_key(node) == "Gemm":
+        scaled = any(node.attributes.get(a) is not None and node.attributes[a].as_float() != 1.0
+                     for a in ("alpha", "beta"))
+        return not scaled and (len(shape) == 1 or (len(shape) == 2 and shape[0] == 1))
+    return len(shape) == 1

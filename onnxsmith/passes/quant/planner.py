@@ -5,7 +5,8 @@ Planning runs in three steps:
 1. :func:`select_nodes` decides per node, from the graph alone: the target's linear ops
    (:mod:`~onnxsmith.passes.quant.op_roles`) and the user's ``include`` matches are candidates;
    ``exclude`` matches, nodes inside decomposed LayerNorm/GELU
-   (:mod:`~onnxsmith.passes.quant.float_islands`) and ops without a QDQ fusion are skipped with
+   (:mod:`~onnxsmith.passes.quant.float_islands`) and com.microsoft FusedConv (no QDQ form: the
+   ``prepare-quant`` pass splits those whose activation onnxruntime absorbs) are skipped with
    their reason. :func:`activation_values` lists every value a candidate may need a range for,
    so calibration observes only those.
 2. With ranges: a candidate whose activation has no range, or an absurd one (non-finite or
@@ -29,9 +30,10 @@ import onnx_ir as ir
 
 from onnxsmith.ir.queries import op_key
 from onnxsmith.passes.quant.float_islands import find_float_islands
-from onnxsmith.passes.quant.op_roles import LINEAR_OPS, SCALE_PRESERVING_OPS, weight_axis
+from onnxsmith.passes.quant.op_roles import LINEAR_OPS, SCALE_PRESERVING_OPS, is_channel_bias, weight_axis
 from onnxsmith.passes.quant.qdq_nodes import constant_array
 from onnxsmith.passes.quant.plan import NodeDecision, QuantPlan, ValueSpec, is_absurd
+from onnxsmith.passes.quant.split_fused_conv import split_reason
 
 __all__ = ["PlanSettings", "Selection", "activation_values", "build_plan", "fused_activation", "is_constant",
            "select_nodes"]
@@ -40,7 +42,7 @@ _FLOATS = frozenset({ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT1
 _RANDOM_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
                          "Bernoulli"})
 _FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip"})
-_NO_QDQ_FUSION = {"com.microsoft::FusedConv": "FusedConv has no QDQ fusion in onnxruntime (quantize before 'fuse')"}
+_FUSED_CONV = "com.microsoft::FusedConv"
 
 
 @dataclass
@@ -129,8 +131,8 @@ def select_nodes(graph: ir.Graph, settings: PlanSettings) -> Selection:
     for index, node in enumerate(graph):
         name, op = _node_name(node, index), op_key(node)
         wanted = op in settings.linear_ops or _matches(node, settings.include) is not None
-        if op in _NO_QDQ_FUSION:
-            decisions[name] = NodeDecision(op, "skip", _NO_QDQ_FUSION[op])
+        if op == _FUSED_CONV:
+            decisions[name] = NodeDecision(op, "skip", _fused_conv_reason(node))
         elif node in island_of:
             decisions[name] = NodeDecision(op, "skip", island_of[node].reason)
         elif not wanted:
@@ -142,6 +144,15 @@ def select_nodes(graph: ir.Graph, settings: PlanSettings) -> Selection:
         else:
             candidates.append(node)
     return Selection(candidates, decisions)
+
+
+def _fused_conv_reason(node: ir.Node) -> str:
+    """Why a FusedConv is not quantized: it has no QDQ form; only ``prepare-quant`` can split it."""
+    activation = node.attributes.get("activation")
+    name = activation.as_string() if activation is not None else ""
+    has_residual = len(node.inputs) > 3 and node.inputs[3] is not None
+    reason = split_reason(name, has_residual)
+    return reason or f"FusedConv({name}) is quantized as Conv + {name}: run 'prepare-quant' first ('qdq' does)"
 
 
 def _quantized_inputs(node: ir.Node) -> list[ir.Value]:
@@ -310,7 +321,7 @@ def _add_constant_specs(node: ir.Node, plan: QuantPlan, settings: PlanSettings) 
         if value is None or not _is_float(value) or value.name in plan.values or constant_array(value) is None:
             continue
         if role is not None and index == role.bias:
-            if value.shape is None or len(value.shape) != 1:
+            if value.shape is None or not is_channel_bias(node, tuple(value.shape)):
                 continue  # a broadcast Gemm C is not a per-channel bias: it stays float
             weight = node.inputs[1]
             weight_spec = plan.values.get(weight.name) if weight is not None else None

@@ -59,3 +59,35 @@ def quantize(model: ir.Model, data: list[dict[str, np.ndarray]], passes: str = "
 
 def ops(model: ir.Model) -> list[str]:
     return [node.op_type for node in model.graph]
+
+
+def conv_bn_net(seed: int = 0, *, last: str = "Sigmoid") -> ir.Model:
+    """Conv -> BN -> Relu -> Conv -> BN -> Clip(0, 6) -> Conv -> ``last``: an exporter's CNN before folding."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder(opset=17)
+    h = b.input("x", "float32", ["N", 3, 8, 8])
+    channels = 3
+    for i, act in enumerate(("Relu", "Clip", last), start=1):
+        w = b.initializer(f"w{i}", rng.standard_normal((8, channels, 3, 3)).astype(np.float32) * 0.3)
+        h = b.Conv(h, w, pads=[1, 1, 1, 1], _name=f"conv{i}")
+        if i < 3:
+            params = [rng.uniform(0.5, 1.5, 8), rng.standard_normal(8) * 0.1, rng.standard_normal(8) * 0.1,
+                      rng.uniform(0.5, 2.0, 8)]
+            h = b.BatchNormalization(h, *(b.initializer(f"bn{i}_{k}", p.astype(np.float32))
+                                          for k, p in enumerate(params)), _name=f"bn{i}")
+        bounds = (b.const(np.float32(0.0)), b.const(np.float32(6.0))) if act == "Clip" else ()
+        h = getattr(b, act)(h, *bounds, _name=f"act{i}")
+        channels = 8
+    b.output(h, "y")
+    return b.build()
+
+
+def gemm_net(seed: int = 0, *, alpha: float = 1.0) -> ir.Model:
+    """Gemm with a ``[1, N]`` bias, as ``fuse`` writes a MatMul + Add (``alpha`` scales the product)."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", ["N", 16])
+    w = b.initializer("w", rng.standard_normal((16, 8)).astype(np.float32) * 0.3)
+    c = b.initializer("c", rng.standard_normal((1, 8)).astype(np.float32) * 0.1)
+    b.output(b.Gemm(x, w, c, alpha=alpha, _name="gemm"), "y")
+    return b.build()

@@ -8,7 +8,7 @@ unavoidable ones (quantizing a float activation, dequantizing a float output).
 from __future__ import annotations
 
 import numpy as np
-from quant_models import conv_net, mlp_block, quantize, samples
+from quant_models import conv_net, gemm_net, mlp_block, quantize, samples
 
 from onnxsmith.codegen import ep_check, get_target
 from onnxsmith.verify._session import run_model
@@ -44,3 +44,31 @@ def test_matmul_block_becomes_matmul_integer_to_float_with_no_dequantize_left():
     assert report.qdq_left == {"QuantizeLinear": 2}  # each MatMul's float activation input, quantized once
     actual = run_model(model, data[0])[0]
     assert np.abs(actual - expected).max() < 0.05 * np.abs(expected).max()
+
+
+def test_gemm_with_a_row_vector_bias_becomes_qgemm_with_an_int32_bias():
+    model = gemm_net()  # fuse writes MatMul + Add as Gemm with a [1, N] bias
+    data = samples(model)
+    expected = run_model(model, data[0])[0]
+
+    quantize(model, data)
+    report = _check(model, data)
+
+    gemm = next(n for n in model.graph if n.op_type == "Gemm")
+    bias = gemm.inputs[2].producer()
+    assert bias.op_type == "DequantizeLinear" and bias.inputs[0].dtype.name == "INT32"
+    assert bias.inputs[0].shape.dims == (8,)
+    assert report.integer_ops == {"com.microsoft::QGemm": 1}
+    assert report.qdq_left == {"QuantizeLinear": 1}  # x; QGemm writes float y itself
+    actual = run_model(model, data[0])[0]
+    assert np.abs(actual - expected).max() < 0.05 * np.abs(expected).max()
+
+
+def test_gemm_with_alpha_keeps_its_bias_float():
+    model = gemm_net(alpha=2.0)  # QGemm would read an int32 bias with the scale alpha * s_a * s_b
+    data = samples(model)
+
+    quantize(model, data)
+
+    gemm = next(n for n in model.graph if n.op_type == "Gemm")
+    assert gemm.inputs[2].name == "c"
