@@ -12,6 +12,14 @@ for one-signed data), with ``w`` the bin width:
 * both are smoothed (zeros replaced by ``eps``, the mass taken from the non-zero bins) and
   ``KL(P || Q) = sum P log(P / Q)`` is computed on the normalised distributions.
 
+Exact zeros are left out of ``P`` (their count is taken off bin 0, see
+:attr:`~onnxsmith.calibration.histogram.Histogram.zeros`): every candidate range holds zero and
+represents it exactly, so zeros carry no quantization error. Left in, they are a spike in bin 0
+(about half of every ReLU output) that the merged ``Q`` cannot follow; the divergence then
+favours windows with the fewest bins per group, i.e. the narrowest, and clips ReLU outputs to a
+fraction of their range (on a small CNN: ``[0, 1.74]`` for a ReLU output whose 99.99th
+percentile is 6.18, costing 4 points of accuracy).
+
 The window with the smallest divergence wins. This follows the reference implementation that
 onnxruntime cites (MXNet's ``_get_optimal_threshold``). onnxruntime's port differs in three
 places, which this module does not copy: it keeps ``Q`` in int64 (truncating the spread counts),
@@ -91,6 +99,7 @@ def entropy_range(hist: Histogram, *, num_quantized_bins: int = 256,
     if hist.min >= 0 or hist.max <= 0:
         # One-signed: the counts of |x| from zero outwards, window [0, i).
         side = hist.folded()[0].astype(np.float64)
+        side[0] -= hist.zeros
         if len(side) < num_quantized_bins:
             return hist.min, hist.max
         sizes = _candidates(num_quantized_bins, len(side), max_candidates)
@@ -102,6 +111,7 @@ def entropy_range(hist: Histogram, *, num_quantized_bins: int = 256,
     half = max(-hist.start, hist.start + len(counts))
     full = np.zeros(2 * half)
     full[half + hist.start: half + hist.start + len(counts)] = counts
+    full[half] -= hist.zeros  # bin 0, [0, w)
     if half < num_quantized_bins // 2:
         return hist.min, hist.max
     sizes = _candidates(num_quantized_bins // 2, half, max_candidates)

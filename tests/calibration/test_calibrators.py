@@ -158,6 +158,16 @@ def test_entropy_of_one_signed_data_uses_a_one_sided_window():
     assert lo == 0.0 and 2.0 < hi < 10.0
 
 
+def test_entropy_ignores_exact_zeros():
+    # A ReLU output: half its values are exact zeros, which every range holding zero represents
+    # exactly. Counted in bin 0 they pulled the threshold in to [0, 2.1] on data reaching 4.7.
+    positive = np.abs(np.random.default_rng(6).standard_normal(100_000))
+    relu = np.concatenate([positive, np.zeros(100_000)])
+    lo, hi = _range(Entropy(), relu)
+    assert lo == 0.0 and hi == _range(Entropy(), positive)[1]
+    assert hi > np.percentile(positive, 99.9)
+
+
 def test_entropy_without_enough_bins_falls_back_to_minmax():
     assert _range(Entropy(), np.array([1.0, 1.0, 1.0], np.float32)) == (1.0, 1.0)
 
