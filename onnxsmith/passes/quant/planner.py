@@ -7,7 +7,11 @@ Planning runs in three steps:
    ``exclude`` matches, nodes inside decomposed LayerNorm/GELU
    (:mod:`~onnxsmith.passes.quant.float_islands`) and com.microsoft FusedConv (no QDQ form: the
    ``prepare-quant`` pass splits those whose activation onnxruntime absorbs) are skipped with
-   their reason. :func:`activation_values` lists every value a candidate may need a range for,
+   their reason, as is com.microsoft Attention: onnxruntime's QDQ transformer has no selector
+   for it (only Conv, MatMul, Gemm, Where, Concat, Split and element-wise and data-movement ops),
+   so Q/DQ around it would stay; its integer form is dynamic (``quantize-dynamic`` makes it
+   QAttention, and composes after ``qdq``: it leaves MatMuls whose weights come from a
+   DequantizeLinear alone). :func:`activation_values` lists every value a candidate may need a range for,
    so calibration observes only those.
 2. With ranges: a candidate whose activation has no range, or an absurd one (non-finite or
    ``|x| >= max_range``: the attention mask built from the float32 minimum calibrates to
@@ -43,6 +47,9 @@ _RANDOM_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "R
                          "Bernoulli"})
 _FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip"})
 _FUSED_CONV = "com.microsoft::FusedConv"
+_ATTENTION = "com.microsoft::Attention"
+_ATTENTION_REASON = ("onnxruntime has no QDQ fusion for Attention: add 'quantize-dynamic{op-types=Attention}' after "
+                     "'qdq' to run it as QAttention")
 
 
 @dataclass
@@ -133,6 +140,8 @@ def select_nodes(graph: ir.Graph, settings: PlanSettings) -> Selection:
         wanted = op in settings.linear_ops or _matches(node, settings.include) is not None
         if op == _FUSED_CONV:
             decisions[name] = NodeDecision(op, "skip", _fused_conv_reason(node))
+        elif op == _ATTENTION:
+            decisions[name] = NodeDecision(op, "skip", _ATTENTION_REASON)
         elif node in island_of:
             decisions[name] = NodeDecision(op, "skip", island_of[node].reason)
         elif not wanted:

@@ -91,3 +91,20 @@ def gemm_net(seed: int = 0, *, alpha: float = 1.0) -> ir.Model:
     c = b.initializer("c", rng.standard_normal((1, 8)).astype(np.float32) * 0.1)
     b.output(b.Gemm(x, w, c, alpha=alpha, _name="gemm"), "y")
     return b.build()
+
+
+def attention_block(seed: int = 0, hidden: int = 16) -> ir.Model:
+    """x @ W_in -> com.microsoft Attention (2 heads, key mask) -> @ W_out: a fused encoder layer in small."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder(17, opsets={"com.microsoft": 1})
+    x = b.input("x", "float32", [2, 5, hidden])
+    mask = b.input("mask", "int32", [2, 5])
+    w_in = b.initializer("w_in", rng.standard_normal((hidden, hidden)).astype(np.float32) * 0.3)
+    qkv = b.initializer("qkv", rng.standard_normal((hidden, 3 * hidden)).astype(np.float32) * 0.3)
+    qkv_bias = b.initializer("qkv_b", rng.standard_normal(3 * hidden).astype(np.float32) * 0.1)
+    w_out = b.initializer("w_out", rng.standard_normal((hidden, hidden)).astype(np.float32) * 0.3)
+    h = b.MatMul(x, w_in, _name="mm_in")
+    h = b.op("Attention", h, qkv, qkv_bias, mask, _domain="com.microsoft", _name="attention", num_heads=2)
+    h.dtype = ir.DataType.FLOAT  # as shape inference with onnxruntime's contrib schemas types it
+    b.output(b.MatMul(h, w_out, _name="mm_out"), "y", "float32", [2, 5, hidden])
+    return b.build()

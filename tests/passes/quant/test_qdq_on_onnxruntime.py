@@ -8,7 +8,7 @@ unavoidable ones (quantizing a float activation, dequantizing a float output).
 from __future__ import annotations
 
 import numpy as np
-from quant_models import conv_net, gemm_net, mlp_block, quantize, samples
+from quant_models import attention_block, conv_net, gemm_net, mlp_block, quantize, samples
 
 from onnxsmith.codegen import ep_check, get_target
 from onnxsmith.verify._session import run_model
@@ -72,3 +72,24 @@ def test_gemm_with_alpha_keeps_its_bias_float():
 
     gemm = next(n for n in model.graph if n.op_type == "Gemm")
     assert gemm.inputs[2].name == "c"
+
+
+def test_static_matmuls_and_dynamic_attention_compose_in_one_pipeline():
+    model = attention_block()
+    rng = np.random.default_rng(1)
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], np.int32)
+    data = [{"x": rng.standard_normal((2, 5, 16)).astype(np.float32), "mask": mask} for _ in range(4)]
+    expected = run_model(model, data[0])[0]
+
+    ctx, plan = quantize(model, data, "qdq,quantize-dynamic{op-types=Attention,MatMul}")
+
+    assert plan.nodes["attention"].action == "skip"
+    assert "add 'quantize-dynamic{op-types=Attention}' after 'qdq'" in plan.nodes["attention"].reason
+    mm_in, mm_out = (next(n for n in model.graph if n.name == name) for name in ("mm_in", "mm_out"))
+    assert all(n.inputs[i].producer().op_type == "DequantizeLinear" for n in (mm_in, mm_out) for i in (0, 1))
+    report = _check(model, data)
+    assert report.integer_ops == {"com.microsoft::MatMulIntegerToFloat": 2, "com.microsoft::QAttention": 1,
+                                  "DynamicQuantizeLinear": 1}  # QAttention's input, quantized at run time
+    assert report.qdq_left == {"QuantizeLinear": 2}  # each MatMul's float input
+    actual = run_model(model, data[0])[0]
+    assert np.abs(actual - expected).max() < 0.05 * np.abs(expected).max()
