@@ -25,7 +25,7 @@ from onnxsmith.passes.base import ALL, Pass, PassContext, PassResult
 from onnxsmith.passes.cleanup._graphs import all_graphs, node_subgraphs, remove_nodes
 from onnxsmith.passes.registry import register_pass
 
-__all__ = ["RemoveUnused", "remove_dead_nodes"]
+__all__ = ["RemoveUnused"]
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 
@@ -39,17 +39,12 @@ class RemoveUnused(Pass):
 
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
         stats = {
-            "removed_nodes": remove_dead_nodes(model),
+            "removed_nodes": sum(_sweep(f.graph) for f in model.functions.values()) + _sweep(model.graph),
             "removed_initializers": _remove_initializers(model),
             "removed_functions": _remove_functions(model),
             "removed_opsets": _remove_opsets(model),
         }
         return PassResult(any(stats.values()), stats)
-
-
-def remove_dead_nodes(model: ir.Model) -> int:
-    """Removes the dead nodes of the main graph, its subgraphs and function bodies; returns how many."""
-    return sum(_sweep(f.graph) for f in model.functions.values()) + _sweep(model.graph)
 
 
 def _sweep(graph: ir.Graph) -> int:

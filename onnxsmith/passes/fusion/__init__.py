@@ -14,6 +14,8 @@ Each module holds one family of rewrite rules, named as in
 - ``gelu``: decomposed exact or tanh GELU as ONNX Gelu (opset 20);
 - ``bias_gelu``: a constant bias Add before com.microsoft Gelu as BiasGelu (contrib op);
 - ``layer_norm``: decomposed layer normalization (two-pass or moments form) as LayerNormalization (opset 17);
+- ``embed_layer_norm``: BERT word/position/segment Gathers + Adds + LayerNormalization as com.microsoft
+  EmbedLayerNormalization (contrib op);
 - ``skip_layer_norm``: residual Add (+ bias) + LayerNormalization as com.microsoft SkipLayerNormalization;
 - ``attention``: BERT-style self-attention as com.microsoft Attention (packed Q/K/V, contrib op);
 - ``multi_head_attention``: the same block on computed projections as com.microsoft MultiHeadAttention (contrib op).
@@ -27,9 +29,9 @@ Each module holds one family of rewrite rules, named as in
 (``Target.allows_fusion``). ``fuse{rules=gemm}`` restricts it to the named families or rules
 (family and rule names may be mixed); ``explain`` and ``max-rewrites`` work as for every
 :class:`~onnxsmith.passes.rewrite.RewritePass`, and the statistics count applications and
-rejections per rule. Last, nodes left without users (the mask and shape subgraphs a fused
-attention block no longer reads) are removed, as ``remove-unused`` does, and counted as
-``removed_nodes``.
+rejections per rule. Last, ``remove-unused`` runs: the nodes left without users (the mask and
+shape subgraphs a fused attention block no longer reads) and the initializers only they read are
+removed, and counted as its statistics (``removed_nodes``, ``removed_initializers``...).
 
 Tolerance: ``rtol=1e-4, atol=1e-5``. Every rule is exact in real arithmetic; in floats, folding a
 scale into weights or a bias into a Gemm re-associates sums of products, which moves float32
@@ -46,10 +48,11 @@ import onnx_ir as ir
 
 from onnxsmith.codegen.targets import target_of
 from onnxsmith.errors import PassOptionError, closest
-from onnxsmith.passes.cleanup.remove_unused import remove_dead_nodes
+from onnxsmith.passes.cleanup.remove_unused import RemoveUnused
 from onnxsmith.passes.base import PassContext, PassResult, Tolerance
 from onnxsmith.passes.fusion import conv_activation, conv_bias, conv_bn, gemm, scale_conv, transpose
-from onnxsmith.passes.fusion import bias_gelu, contrib_gelu, fast_gelu, gelu, layer_norm, skip_layer_norm
+from onnxsmith.passes.fusion import bias_gelu, contrib_gelu, embed_layer_norm, fast_gelu, gelu, layer_norm
+from onnxsmith.passes.fusion import skip_layer_norm
 from onnxsmith.passes.fusion import attention, multi_head_attention
 from onnxsmith.passes.fusion import hard_activation, pad_pool, reshape, scale_gemm, silu
 from onnxsmith.passes.registry import register_pass
@@ -60,9 +63,9 @@ __all__ = ["FAMILIES", "Fuse"]
 #: Family name -> its rules, in the order ``fuse`` tries them.
 FAMILIES = MappingProxyType({module.FAMILY: module.RULES
                              for module in (conv_bn, scale_conv, conv_bias, gemm, transpose, conv_activation,
-                                           contrib_gelu, fast_gelu, gelu, bias_gelu, layer_norm, skip_layer_norm,
-                                           attention, multi_head_attention, scale_gemm, pad_pool, hard_activation, silu,
-                                           reshape)})
+                                           contrib_gelu, fast_gelu, gelu, bias_gelu, layer_norm, embed_layer_norm,
+                                           skip_layer_norm, attention, multi_head_attention, scale_gemm, pad_pool,
+                                           hard_activation, silu, reshape)})
 
 _FAMILY_OF = {r.name: family for family, rules in FAMILIES.items() for r in rules}
 
@@ -86,8 +89,8 @@ class Fuse(RewritePass):
             def explain(message: str) -> None:
                 ctx.explain(self.name, message)
         stats = apply_rules(model, legal, max_rewrites=options.max_rewrites, explain=explain)
-        removed = remove_dead_nodes(model)
-        return PassResult(stats.rewrites > 0 or removed > 0, {**stats.to_dict(), "removed_nodes": removed})
+        swept = RemoveUnused().run(model, ctx)
+        return PassResult(stats.rewrites > 0 or swept.modified, {**stats.to_dict(), **swept.stats})
 
     def _select(self, names: list[str]) -> RuleSet:
         """The rules of the named families and the named rules, in set order."""
