@@ -26,9 +26,10 @@ of the loss with respect to every trainable parameter, or one optimizer step:
 Other outputs and every node they alone needed are removed. ``quant-scales=lsq`` trains the scales
 of QuantizeLinear/DequantizeLinear pairs (LSQ; ``lsq-grad-scale`` adds its gradient scale),
 see :mod:`~onnxsmith.passes.train.gradients.quantize`. The model's metadata entry
-``onnxsmith.training`` records, as JSON, the loss, the parameters and which output feeds which
-input at the next step. The backward nodes are plain default-domain ONNX at the model's opset
-(13 or later); see :mod:`onnxsmith.passes.train.autodiff` for the reverse sweep.
+``onnxsmith.training`` records, as JSON, the loss, the parameters, the state inputs with their
+parameters and which output feeds which input at the next step. The backward nodes are plain
+default-domain ONNX at the model's opset (13 or later); see :mod:`onnxsmith.passes.train.autodiff`
+for the reverse sweep.
 """
 
 from __future__ import annotations
@@ -216,10 +217,10 @@ def _optimizer_outputs(graph: ir.Graph, trained: list[tuple[ir.Value, ir.Value]]
                        ) -> dict[str, object]:
     """Appends the optimizer step and makes the updated values outputs; returns their description."""
     step = append_optimizer(graph, optimizer, trained)
-    for value in [p for p, _ in trained] + step.state:
+    for value in [*(p for p, _ in trained), *step.state]:
         graph.outputs.append(step.updates[value])
     return {"parameters": [p.name for p, _ in trained], "optimizer": optimizer.name,
-            "state": [v.name for v in step.state], "lr": step.lr.name,
+            "state": {v.name: p.name for v, p in step.state.items()}, "lr": step.lr.name,
             **({"step": step.step.name} if step.step is not None else {}),
             "updates": {old.name: new.name for old, new in step.updates.items()}}
 

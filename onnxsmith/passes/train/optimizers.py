@@ -31,13 +31,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import numpy as np
 import onnx_ir as ir
 
 from onnxsmith.errors import PassOptionError
 from onnxsmith.passes.train._emit import Emitter
 
-__all__ = ["OPTIMIZERS", "UPDATED_SUFFIX", "AdamW", "Optimizer", "OptimizerGraph", "SGD", "append_optimizer", "initial_state"]
+__all__ = ["OPTIMIZERS", "UPDATED_SUFFIX", "AdamW", "Optimizer", "OptimizerGraph", "SGD", "append_optimizer"]
 
 #: Updated parameters and state are outputs named ``<input><UPDATED_SUFFIX>``.
 UPDATED_SUFFIX = "_new"
@@ -55,7 +54,8 @@ class SGD:
 
     def __post_init__(self) -> None:
         if self.momentum < 0.0 or self.weight_decay < 0.0:
-            raise PassOptionError(f"SGD momentum and weight decay must be >= 0, got {self.momentum}, {self.weight_decay}")
+            raise PassOptionError(f"SGD momentum and weight decay must be >= 0, got {self.momentum} and "
+                                  f"{self.weight_decay}")
         if self.nesterov and self.momentum == 0.0:
             raise PassOptionError("Nesterov momentum needs momentum > 0")
 
@@ -180,13 +180,14 @@ class OptimizerGraph:
     Attributes:
         lr: The learning-rate input.
         step: The step input (AdamW), else None.
-        state: The state inputs, parameter by parameter, in the order of the optimizer's ``state``.
+        state: Each state input and its parameter, parameter by parameter, in the order of the
+            optimizer's ``state``.
         updates: Each input (parameter or state) and the output holding its updated value.
     """
 
     lr: ir.Value
     step: ir.Value | None
-    state: list[ir.Value] = field(default_factory=list)
+    state: dict[ir.Value, ir.Value] = field(default_factory=dict)
     updates: dict[ir.Value, ir.Value] = field(default_factory=dict)
 
 
@@ -209,7 +210,7 @@ def append_optimizer(graph: ir.Graph, optimizer: Optimizer, gradients: Sequence[
     lr_input = emit.input(emit.fresh(lr), gradients[0][0].dtype, [])
     step_input = emit.input(emit.fresh(step), ir.DataType.INT64, []) if isinstance(optimizer, AdamW) else None
     hyper = _Hyper(emit, lr_input, step_input)
-    result = OptimizerGraph(lr_input, step_input, [v for state in states for v in state])
+    result = OptimizerGraph(lr_input, step_input, {v: p for (p, _), state in zip(gradients, states) for v in state})
     for (p, g), state in zip(gradients, states):
         emit.prefix = f"{p.name}_{optimizer.name}"
         new_p, new_state = optimizer.update(emit, p, g, state, hyper)
@@ -219,7 +220,3 @@ def append_optimizer(graph: ir.Graph, optimizer: Optimizer, gradients: Sequence[
             result.updates[old] = new
     return result
 
-
-def initial_state(result: OptimizerGraph) -> dict[str, np.ndarray]:
-    """Zeros for every state input of ``result``: the values to feed at the first step."""
-    return {v.name: np.zeros([int(d) for d in v.shape.dims], dtype=v.dtype.numpy()) for v in result.state}
