@@ -240,9 +240,11 @@ class OutputStats:
             self.max_abs = max(self.max_abs, float(np.abs(r[finite] - q[finite]).max()))
         rows_r = np.where(finite, r, 0.0).reshape(r.shape[0] if r.ndim else 1, -1)
         rows_q = np.where(finite, q, 0.0).reshape(rows_r.shape)
-        norms = np.linalg.norm(rows_r, axis=1) * np.linalg.norm(rows_q, axis=1)
+        norm_r, norm_q = np.linalg.norm(rows_r, axis=1), np.linalg.norm(rows_q, axis=1)
+        norms = norm_r * norm_q
         dots = np.einsum("ij,ij->i", rows_r, rows_q)
-        cosines = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 1.0)
+        # Two zero rows agree (1); a zero row against a non-zero one shares no direction (0).
+        cosines = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), np.where(norm_r == norm_q, 1.0, 0.0))
         self.cosine_sum += float(cosines.sum())
         self.cosine_min = min(self.cosine_min, float(cosines.min()))
         self.rows += int(cosines.size)

@@ -8,6 +8,7 @@ from a range, and tensors through QuantizeLinear/DequantizeLinear.
 from __future__ import annotations
 
 from onnxsmith.passes.quant.annotate import AnnotateOptions, AnnotateQuant
+from onnxsmith.passes.quant.autotune import TuneOptions, TuneQuant
 from onnxsmith.passes.quant.calibration_setup import CalibrationSetup
 from onnxsmith.passes.quant.dynamic import QuantizeDynamic
 from onnxsmith.passes.quant.fold_scales import FoldScales
@@ -30,6 +31,8 @@ from onnxsmith.passes.quant.scales import (
 register_pipeline("qdq", "prepare-quant,annotate-quant,insert-qdq,fold-scales",
                   "static quantization: fold BatchNorm, plan from calibration ranges, insert Q/DQ, store weights "
                   "as integers")
+register_pipeline("qdq-auto", "prepare-quant,annotate-quant,tune-quant,insert-qdq,fold-scales",
+                  "static quantization that measures output fidelity and keeps in float the tensors that cost it")
 
 __all__ = [
     "INTEGER_BOUNDS",
@@ -46,6 +49,8 @@ __all__ = [
     "QuantPlan",
     "QuantizeDynamic",
     "QuantizeWeights",
+    "TuneOptions",
+    "TuneQuant",
     "ValueSpec",
     "dequantize",
     "params_for_range",
