@@ -9,16 +9,19 @@ ceil(K / block_size)``), MatMulNBits takes the transposed integers, column by co
 - ``scales``: ``[N, k_blocks]``, the type of ``A``.
 - ``zero_points`` (optional, default ``2^(bits - 1)``): uint8 ``[N, ceil(k_blocks * bits / 8)]``,
   packed along ``k_blocks`` the same way.
+
+``com.microsoft::GatherBlockQuantized`` packs its uint8 ``data`` and ``zero_points`` the same way,
+along their last axis (:func:`pack_pairs`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["pack_blocks", "pack_zero_points"]
+__all__ = ["pack_blocks", "pack_pairs", "pack_zero_points"]
 
 
-def _pack_pairs(values: np.ndarray, bits: int) -> np.ndarray:
+def pack_pairs(values: np.ndarray, bits: int) -> np.ndarray:
     """uint8 values along the last axis packed ``8 // bits`` per byte, lowest index in the low bits."""
     values = values.astype(np.uint8)
     if bits == 8:
@@ -41,9 +44,9 @@ def pack_blocks(q: np.ndarray, bits: int, block_size: int, zero_point: np.ndarra
     blocks = -(-k // block_size)
     padded = np.repeat(zero_point.astype(np.uint8).T, block_size, axis=1)  # [N, k_blocks * block_size]
     padded[:, :k] = q.T
-    return _pack_pairs(padded.reshape(n, blocks, block_size), bits)
+    return pack_pairs(padded.reshape(n, blocks, block_size), bits)
 
 
 def pack_zero_points(zero_point: np.ndarray, bits: int) -> np.ndarray:
     """``zero_points`` for per-block zero points ``[k_blocks, N]``."""
-    return _pack_pairs(zero_point.T, bits)
+    return pack_pairs(zero_point.T, bits)

@@ -1,4 +1,4 @@
-"""``quantize-dynamic``: MatMul, Gemm and Attention with constant weights as dynamic int8.
+"""``quantize-dynamic``: MatMul, Gemm and Attention with constant weights as dynamic int8; embeddings as int8.
 
 Weights are quantized once, here; activations are quantized at run time, per tensor, from their
 own range (onnxruntime's ``DynamicQuantizeLinear``: uint8, asymmetric, range widened to hold 0)::
@@ -18,6 +18,15 @@ Forms, by target:
 - other targets: standard ONNX, ``DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul(s_a * s_w)``
   (plus ``Add`` for a Gemm bias), the pattern onnxruntime itself fuses into its integer kernels.
 
+Embedding tables (``Gather`` of rows of a constant float table) are stored as int8 too, as
+``onnxruntime.quantization.quantize_dynamic`` does (there: per tensor, uint8, dequantized after the
+Gather), which is where most of a small transformer's bytes are (MiniLM: 45 of 86 MiB). Here they
+are per row when ``per-channel`` (every row in its own range), per tensor otherwise, in the
+weight scheme of the options; only the gathered rows are dequantized
+(:mod:`~onnxsmith.passes.quant.embedding`): per row as ``com.microsoft::GatherBlockQuantized`` on
+targets that run it (``cpu``), else ``Gather -> Cast -> Mul`` by the gathered row scales; per
+tensor as ``Gather -> DequantizeLinear``. Their error is ``|E - E'| <= s_row / 2`` elementwise.
+
 Only float32 weights are quantized (the ops' inputs share one type, so ``A`` is float32 too; its
 type need not be inferred). Gemm is handled when ``transA = 0``: ``alpha`` is folded into the
 weight before quantization, ``transB`` into its layout, and ``beta * C`` becomes the bias when
@@ -36,7 +45,7 @@ is a typical-case figure; the tests check the bound itself.
 Conv is not quantized dynamically: onnxruntime runs it as ``ConvInteger`` plus a separate
 ``DynamicQuantizeLinear`` and float rescaling, which measured 3.2x slower than float on magika
 (../shared/QUANT-NOTES.md); static quantization (``qdq``) is the way to quantize convolutions.
-Options: ``op-types`` (MatMul, Gemm, Attention), ``per-channel`` (default true: the largest
+Options: ``op-types`` (MatMul, Gemm, Attention, Gather), ``per-channel`` (default true: the largest
 fidelity lever measured, at no speed cost), ``weight-dtype`` (int8 or uint8), ``symmetric``
 (default true; int8 weights are then narrow, in [-127, 127]), ``include`` / ``exclude`` (regular
 expressions on node names or op types) and ``explain``.
@@ -54,6 +63,13 @@ from onnxsmith.codegen.targets import target_of
 from onnxsmith.passes.base import Pass, PassContext, PassResult, Tolerance
 from onnxsmith.passes.quant._apply import apply_traced
 from onnxsmith.passes.quant._select import NodeSelection
+from onnxsmith.passes.quant.embedding import (
+    TableScheme,
+    gather_block_quantized,
+    gather_dequantize,
+    gather_rule,
+    gather_scaled_rows,
+)
 from onnxsmith.passes.quant.scales import QuantParams, quantize_weight
 from onnxsmith.passes.registry import register_pass
 from onnxsmith.passes.rewrite import (
@@ -73,7 +89,7 @@ from onnxsmith.passes.rewrite import ShapePolicy as S
 __all__ = ["DynamicOptions", "QuantizeDynamic"]
 
 MS_DOMAIN = "com.microsoft"
-SUPPORTED_OPS = ("MatMul", "Gemm", "Attention")
+SUPPORTED_OPS = ("MatMul", "Gemm", "Attention", "Gather")
 
 _FLOAT = ir.DataType.FLOAT
 _WEIGHT_DTYPES = {"int8": ir.DataType.INT8, "uint8": ir.DataType.UINT8}
@@ -113,12 +129,27 @@ class _Plan:
     symmetric: bool
     fused_matmul: bool  # com.microsoft::DynamicQuantizeMatMul
     attention: bool  # com.microsoft::QAttention
+    gather_blocks: bool  # com.microsoft::GatherBlockQuantized
 
     def weight(self, w: np.ndarray) -> tuple[np.ndarray, QuantParams]:
         """``W [K, N]`` quantized per column (axis 1) or per tensor."""
         narrow = self.symmetric and self.weight_dtype == ir.DataType.INT8
         return quantize_weight(w, self.weight_dtype, axis=1 if self.per_channel else None,
                                symmetric=self.symmetric, narrow=narrow)
+
+    @property
+    def table(self) -> TableScheme:
+        """Embedding tables: per row (per-channel) or per tensor, in the weight scheme."""
+        narrow = self.symmetric and self.weight_dtype == ir.DataType.INT8
+        return TableScheme(self.weight_dtype, "row" if self.per_channel else "tensor", self.symmetric, narrow=narrow)
+
+    def lower_gather(self, op: RewriterContext, name: str, table: np.ndarray, ids: ir.Value) -> ir.Value | Decline:
+        """The form of a quantized embedding lookup for this target (see the module docstring)."""
+        if not self.per_channel:
+            return gather_dequantize(op, name, table, ids, self.table)
+        if self.gather_blocks:
+            return gather_block_quantized(op, name, table, ids, self.table)
+        return gather_scaled_rows(op, name, table, ids, self.table)
 
 
 def _weight_inputs(op: RewriterContext, name: str, q: np.ndarray, params: QuantParams) -> tuple[ir.Value, ...]:
@@ -255,7 +286,8 @@ def _rules(plan: _Plan) -> RuleSet:
                                _domain=MS_DOMAIN, _outputs=outputs, **attributes)
         return result if outputs == 1 else list(result)
 
-    rules = [dynamic_matmul, dynamic_gemm, dynamic_attention]
+    rules = [dynamic_matmul, dynamic_gemm, dynamic_attention,
+             gather_rule("dynamic-gather", plan.selection, plan.lower_gather)]
     if plan.fused_matmul:
         rules.insert(2, dynamic_matmul_bias)
     return RuleSet(rules)
@@ -263,7 +295,7 @@ def _rules(plan: _Plan) -> RuleSet:
 
 @register_pass
 class QuantizeDynamic(Pass):
-    """Quantize MatMul/Gemm/Attention weights to int8, activations at run time (no calibration)."""
+    """Quantize MatMul/Gemm/Attention weights and embedding tables to int8, activations at run time (no calibration)."""
 
     name = "quantize-dynamic"
     Options = DynamicOptions
@@ -280,5 +312,6 @@ class QuantizeDynamic(Pass):
             symmetric=options.symmetric,
             fused_matmul=target.supports_op(MS_DOMAIN, "DynamicQuantizeMatMul", 1),
             attention=target.supports_op(MS_DOMAIN, "QAttention", 1),
+            gather_blocks=target.supports_op(MS_DOMAIN, "GatherBlockQuantized", 1),
         )
         return apply_traced(self.name, model, _rules(plan), ctx, explain=options.explain)

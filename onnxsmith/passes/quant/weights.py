@@ -1,4 +1,4 @@
-"""``quantize-weights``: weight-only int4/int8 for MatMul with a constant weight (blockwise, RTN).
+"""``quantize-weights``: weight-only int4/int8 for MatMul weights and embedding tables (blockwise, RTN).
 
 The weight ``W [K, N]`` is cut into blocks of ``block-size`` rows along ``K`` (the reduction axis)
 and each block of each column gets its own scale (and zero point when asymmetric); every element
@@ -17,6 +17,19 @@ Activations stay in float: ``Y' = A @ W'``. Forms, by target:
 - other targets: ``DequantizeLinear`` (opset 21: int4/uint4/int8/uint8, ``axis=0``,
   ``block_size``) feeding the original MatMul; the model must import opset 21 or newer.
 
+Embedding tables (``Gather`` of rows of a constant float table ``E [V, H]``) are cut into blocks
+of ``block-size`` elements along each row and stored the same way; only the gathered rows are
+dequantized (:mod:`~onnxsmith.passes.quant.embedding`, which measures the forms):
+
+- ``cpu``: ``com.microsoft::GatherBlockQuantized`` on uint8 (8 bits, or 4-bit pairs);
+- other targets: ``Gather`` of the integer table, then a blockwise ``DequantizeLinear`` (opset
+  21) by the gathered scales; 8 bits only, as onnxruntime's Gather has no 4-bit kernel (a 4-bit
+  table would have to be dequantized whole on every run).
+
+Their error is ``|E - E'| <= s / 2`` elementwise. ``op-types=Gather`` quantizes only tables, so
+that ``quantize-weights{op-types=Gather;bits=8}`` after ``qdq`` (which leaves tables in float)
+stores them as int8 too.
+
 Error bound: inside a block ``|W - W'| <= s / 2`` (round to nearest; the block's own range, so
 nothing is clipped), hence for every output element
 (:func:`~onnxsmith.passes.quant.scales.matmul_error_bound` with ``A`` exact)::
@@ -27,9 +40,10 @@ at most ``max|W_block| / 15`` per product term for symmetric int4 (``/ 255`` for
 depends on the data, so ``tolerance`` (used by ``--verify numeric`` on random unit-scale inputs)
 is a typical-case figure for int4; the tests check the bound itself.
 
-Options: ``bits`` (4 or 8), ``block-size`` (a power of two >= 16, as MatMulNBits requires;
-default 32), ``symmetric`` (default true), ``accuracy-level`` (0-4), ``include`` / ``exclude``
-(regular expressions on node names) and ``explain``. Gather (embedding tables) is not quantized.
+Options: ``op-types`` (MatMul, Gather; both by default), ``bits`` (4 or 8), ``block-size`` (a
+power of two >= 16, as MatMulNBits and GatherBlockQuantized require; default 32), ``symmetric``
+(default true), ``accuracy-level`` (0-4), ``include`` / ``exclude`` (regular expressions on node
+names or op types) and ``explain``.
 """
 
 from __future__ import annotations
@@ -45,6 +59,13 @@ from onnxsmith.passes.base import Pass, PassContext, PassResult, Tolerance
 from onnxsmith.passes.quant._apply import apply_traced
 from onnxsmith.passes.quant._nbits import pack_blocks, pack_zero_points
 from onnxsmith.passes.quant._select import NodeSelection
+from onnxsmith.passes.quant.embedding import (
+    BLOCKWISE_OPSET,
+    TableScheme,
+    gather_block_quantized,
+    gather_dequantize,
+    gather_rule,
+)
 from onnxsmith.passes.quant.scales import quantize_blockwise
 from onnxsmith.passes.registry import register_pass
 from onnxsmith.passes.rewrite import Const, Decline, Match, Op, Replacement, RewriterContext, RuleSet, Var, rule
@@ -53,8 +74,7 @@ from onnxsmith.passes.rewrite import ShapePolicy as S
 __all__ = ["QuantizeWeights", "WeightOptions"]
 
 MS_DOMAIN = "com.microsoft"
-#: First default-domain opset whose DequantizeLinear takes int4 and ``block_size``.
-BLOCKWISE_OPSET = 21
+SUPPORTED_OPS = ("MatMul", "Gather")
 
 _FLOAT = ir.DataType.FLOAT
 _T = ir.DataType
@@ -68,6 +88,7 @@ _DQ_DTYPES = {(4, True): _T.INT4, (4, False): _T.UINT4, (8, True): _T.INT8, (8, 
 class WeightOptions:
     """Options of ``quantize-weights`` (see the module docstring)."""
 
+    op_types: list[str] = field(default_factory=lambda: list(SUPPORTED_OPS))
     bits: int = 4
     block_size: int = 32
     symmetric: bool = True
@@ -77,6 +98,10 @@ class WeightOptions:
     explain: bool = False
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.op_types) - set(SUPPORTED_OPS))
+        if unknown:
+            raise ValueError(f"op-types {', '.join(unknown)} cannot be quantized weight-only "
+                             f"(supported: {', '.join(SUPPORTED_OPS)})")
         if self.bits not in (4, 8):
             raise ValueError(f"bits must be 4 or 8, got {self.bits}")
         if self.block_size < 16 or self.block_size & (self.block_size - 1):
@@ -90,6 +115,18 @@ class _Plan:
     selection: NodeSelection
     options: WeightOptions
     nbits: bool  # the target runs com.microsoft::MatMulNBits
+    gather_blocks: bool  # the target runs com.microsoft::GatherBlockQuantized
+
+    def lower_gather(self, op: RewriterContext, name: str, table: np.ndarray, ids: ir.Value) -> ir.Value | Decline:
+        """An embedding lookup of a blockwise table, in the target's form (see the module docstring)."""
+        bits, block_size, symmetric = self.options.bits, self.options.block_size, self.options.symmetric
+        if self.gather_blocks:
+            return gather_block_quantized(op, name, table, ids,
+                                          TableScheme(_NBITS_DTYPES[bits], "block", symmetric, block_size))
+        if bits == 4:
+            return Decline("onnxruntime's Gather has no 4-bit kernel; quantize tables with bits=8")
+        return gather_dequantize(op, name, table, ids,
+                                 TableScheme(_DQ_DTYPES[bits, symmetric], "block", symmetric, block_size))
 
 
 def _matmul_nbits(op: RewriterContext, a: ir.Value, name: str, w: np.ndarray, options: WeightOptions) -> ir.Value:
@@ -141,12 +178,12 @@ def _rules(plan: _Plan) -> RuleSet:
             return Decline(f"blockwise DequantizeLinear needs opset {BLOCKWISE_OPSET}, the graph imports {opset}")
         return op.MatMul(m["a"], _blockwise_dequantize(op, name, w, plan.options))
 
-    return RuleSet([weights_matmul])
+    return RuleSet([weights_matmul, gather_rule("weights-gather", plan.selection, plan.lower_gather)])
 
 
 @register_pass
 class QuantizeWeights(Pass):
-    """Quantize MatMul weights to int4/int8 blocks, activations stay float (no calibration)."""
+    """Quantize MatMul weights and embedding tables to int4/int8 blocks, activations stay float (no calibration)."""
 
     name = "quantize-weights"
     Options = WeightOptions
@@ -157,12 +194,16 @@ class QuantizeWeights(Pass):
         options: WeightOptions = self.options
         target = target_of(ctx)
         nbits = target.supports_op(MS_DOMAIN, "MatMulNBits", 1)
+        gather_blocks = target.supports_op(MS_DOMAIN, "GatherBlockQuantized", 1)
         opset = model.opset_imports.get("", 0)
-        if not nbits and opset < BLOCKWISE_OPSET:
+        selected = set(options.op_types)
+        blockwise = ("MatMul" in selected and not nbits) or ("Gather" in selected and not gather_blocks)
+        if blockwise and opset < BLOCKWISE_OPSET:
             raise UnsupportedError(
                 f"quantize-weights for target '{target.name}' writes blockwise DequantizeLinear, which needs "
                 f"opset {BLOCKWISE_OPSET}; the model imports opset {opset}",
-                "convert the model to opset 21 (onnx.version_converter) or use --target cpu (MatMulNBits)")
-        plan = _Plan(NodeSelection.from_options(self.name, ["MatMul"], options.include, options.exclude),
-                     options, nbits)
+                "convert the model to opset 21 (onnx.version_converter) or use --target cpu (MatMulNBits, "
+                "GatherBlockQuantized)")
+        plan = _Plan(NodeSelection.from_options(self.name, options.op_types, options.include, options.exclude),
+                     options, nbits, gather_blocks)
         return apply_traced(self.name, model, _rules(plan), ctx, explain=options.explain)
