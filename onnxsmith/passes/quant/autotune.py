@@ -24,7 +24,8 @@ Cost, with ``S`` samples, ``R`` = ``rank-samples``, ``k`` = ``top-k`` and ``T`` 
 materialisations and quantized sessions of ``S`` runs each, plus one ranking (``R`` runs of both
 models and ``k`` float sessions of ``R`` runs), i.e. ``O((T + k + 2) x (session + S runs))``;
 memory holds the float outputs of ``S`` runs and one copy of the model at a time. On
-all-MiniLM-L6-v2 that is about 1 s per trial. Every run is deterministic (one onnxruntime thread, fixed samples, ordered ties).
+all-MiniLM-L6-v2 that is about 1-2 s per trial. Every run is deterministic (one onnxruntime
+thread, fixed samples, ordered ties).
 
 Calibration data is the one ``annotate-quant`` used (the context's
 :class:`~onnxsmith.passes.quant.calibration_setup.CalibrationSetup`); without it, or when it can
