@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import inspect
 import math
+import re
 import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -247,13 +249,38 @@ def _default(f: dataclasses.Field) -> Any:
     return None
 
 
+def _attribute_docs(cls: type) -> dict[str, str]:
+    """``name -> description`` from the ``Attributes:`` section of a Google-style class docstring."""
+    docs: dict[str, str] = {}
+    lines = inspect.cleandoc(cls.__doc__ or "").splitlines()
+    try:
+        start = lines.index("Attributes:") + 1
+    except ValueError:
+        return docs
+    name = None
+    for line in lines[start:]:
+        if line and not line.startswith(" "):
+            break  # the next section
+        entry = re.match(r"^ {4}(\w+)(?: \(.*?\))?: (.*)$", line)
+        if entry:
+            name, docs[entry[1]] = entry[1], entry[2].strip()
+        elif name and line.strip():
+            docs[name] += " " + line.strip()
+    return {key: text.replace("``", "") for key, text in docs.items()}
+
+
 def option_rows(cls: type[Pass]) -> list[dict[str, Any]]:
-    """The options of a pass: kebab-case name, type, default and help (from field metadata)."""
+    """The options of a pass: kebab-case name, type, default and help.
+
+    The help is the field's ``metadata["help"]``, else its entry in the ``Attributes:`` section of
+    the Options class docstring.
+    """
     if not dataclasses.is_dataclass(cls.Options):
         return []
     hints = typing.get_type_hints(cls.Options)
+    docs = _attribute_docs(cls.Options)
     return [{"name": f.name.replace("_", "-"), "type": _type_name(hints.get(f.name, f.type)),
-             "default": _default(f), "help": f.metadata.get("help", "")}
+             "default": _default(f), "help": f.metadata.get("help", docs.get(f.name, ""))}
             for f in dataclasses.fields(cls.Options)]
 
 
@@ -262,6 +289,8 @@ def _show_default(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, (list, tuple, set, frozenset)):
         return ",".join(map(str, value)) or "(empty)"
+    if value == "":
+        return '""'
     return "none" if value is None else str(value)
 
 
