@@ -31,7 +31,13 @@ __all__ = ["RewriteOptions", "RewritePass"]
 
 @dataclass
 class RewriteOptions:
-    """Options of every rewrite pass."""
+    """Options of every rewrite pass.
+
+    Attributes:
+        rules: Apply only these rules (or rule families, for fuse); all if empty.
+        explain: Log one line per rejected match attempt, with the reason.
+        max_rewrites: Stop with an error after this many rewrites (default: the driver's cap).
+    """
 
     rules: list[str] = field(default_factory=list)
     explain: bool = False
