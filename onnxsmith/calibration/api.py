@@ -19,6 +19,7 @@ from typing import Any
 
 import onnx_ir as ir
 
+from onnxsmith.calibration.batching import DEFAULT_MEMORY_BUDGET_MB
 from onnxsmith.calibration.calibrators import Calibrator, MinMax, make_calibrator
 from onnxsmith.calibration.collect import ProgressCallback, collect
 from onnxsmith.calibration.identity import value_identities
@@ -43,7 +44,8 @@ def calibrate(model: ir.Model, data: Any, *, calibrator: str | Calibrator = "min
               per_channel: bool = False, axis: int = 1, values: Iterable[str] | None = None,
               op_types: Collection[str] | None = QUANTIZABLE_OP_TYPES, batch: BatchPolicy = "auto",
               batch_size: int | None = None, max_outputs_per_run: int | None = None,
-              memory_budget_mb: float | None = None, threads: int = 1, progress: ProgressCallback | None = None,
+              memory_budget_mb: float | None = DEFAULT_MEMORY_BUDGET_MB, threads: int = 1,
+              progress: ProgressCallback | None = None,
               **calibrator_options: Any) -> Ranges:
     """Computes activation ranges of ``model`` over ``data``.
 
@@ -60,9 +62,12 @@ def calibrate(model: ir.Model, data: Any, *, calibrator: str | Calibrator = "min
         values: Names of the values to calibrate (default: chosen by ``op_types``).
         op_types: Calibrate values around these ops; None for every float activation.
         batch: Batch policy (see :mod:`onnxsmith.calibration.validate`).
-        batch_size: Most rows per run when the batch dimension is named.
+        batch_size: Rows per run when the batch dimension is named (default: as many as fit
+            ``memory_budget_mb``).
         max_outputs_per_run: Chunked mode: most values exposed per pass over the data.
-        memory_budget_mb: Chunked mode: most estimated activation MiB exposed per run.
+        memory_budget_mb: Most MiB of exposed activations per run: sets the rows per run, and
+            splits the values into chunks when one row would not fit; None runs samples whole
+            (see :mod:`onnxsmith.calibration.batching`).
         threads: onnxruntime intra-op threads.
         progress: Called with a :class:`~onnxsmith.calibration.collect.Progress` after each run.
         **calibrator_options: Options of the calibrator (``percentile=99.9``, ``averaging_constant=0.01``,

@@ -9,11 +9,14 @@ Each run's outputs go to the observers and are dropped before the next run, so m
 run's exposed activations plus O(values x histogram bins), never O(samples x activations).
 Graph inputs are observed from the feeds directly.
 
-Chunked mode bounds the first term: the values are split into chunks of at most
-``max_outputs_per_run`` values and/or ``memory_budget_mb`` of estimated activations per run, and
-the data is read once per chunk with one session per chunk. The estimate uses the declared
-shapes with named dimensions sized from the first run's inputs; dimensions still unknown count
-as 1, so it can be low for models without shape information.
+``memory_budget_mb`` (default :data:`~onnxsmith.calibration.batching.DEFAULT_MEMORY_BUDGET_MB`)
+bounds the first term. Unless the caller fixes ``batch_size``, each session first measures the
+exposed bytes per row with a one-row probe and runs samples in slices of as many rows as fit the
+budget (:mod:`onnxsmith.calibration.batching`). When even one row's values would not fit (an
+estimate from declared shapes, with named batch dimensions as 1 and other unknown dimensions as
+1, so it can be low for models without shape information), or when ``max_outputs_per_run`` is
+set, the values are split into chunks (chunked mode) and the data is read once per chunk with
+one session per chunk; a source that can be read only once is then not chunked by the budget.
 
 Samples are checked against the model before the first run (from file headers, without loading
 data) when the source can be read more than once; a one-shot iterator's samples are each checked
@@ -33,9 +36,10 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from onnxsmith.calibration.batching import DEFAULT_MEMORY_BUDGET_MB, measure_bytes_per_row, rows_for_budget
 from onnxsmith.calibration.observers import Observer
-from onnxsmith.calibration.readers import DataSource
-from onnxsmith.calibration.validate import SampleValidator
+from onnxsmith.calibration.readers import DataSource, Sample
+from onnxsmith.calibration.validate import RunPlan, SampleValidator
 from onnxsmith.errors import DataInputError, OnnxsmithError, UnsupportedError, first_line
 from onnxsmith.verify._session import make_session
 
@@ -81,6 +85,7 @@ class CollectionStats:
         runs: Model runs per pass over the data.
         samples: Rows fed per pass (sum of each run's leading input dimension).
         chunks: Value names observed in each pass.
+        rows_per_run: Most rows per run in each pass (None: samples ran as given).
         skipped: Values dropped because onnxruntime reports a non-float type.
         seconds: Wall time.
     """
@@ -88,6 +93,7 @@ class CollectionStats:
     runs: int = 0
     samples: int = 0
     chunks: list[list[str]] = field(default_factory=list)
+    rows_per_run: list[int | None] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -152,23 +158,30 @@ def _rows(feed: Mapping[str, np.ndarray]) -> int:
     return int(first.shape[0]) if first is not None and first.ndim else 1
 
 
-def _validate_all(source: DataSource, validator: SampleValidator) -> tuple[int, dict[str, int]]:
-    """Checks every sample from its specs; returns the number of runs and the first run's dims."""
-    runs, dims = 0, None
-    for label, specs in source.specs():
-        plan = validator.check(label, specs)
-        runs += plan.runs
-        dims = plan.dims if dims is None else dims
-    if runs == 0:
+def _validate_all(source: DataSource, validator: SampleValidator) -> list[RunPlan]:
+    """Checks every sample from its specs; returns their run plans."""
+    plans = [validator.check(label, specs) for label, specs in source.specs()]
+    if not plans:
         raise DataInputError(f"{source.description} holds no calibration samples", "give at least one sample")
-    return runs, dict(dims or {})
+    return plans
+
+
+def _planning_dims(plans: Sequence[RunPlan], validator: SampleValidator, per_row: bool) -> dict[str, int]:
+    """Named dimension sizes of the first run, batch dimensions as 1 when ``per_row``."""
+    dims = dict(plans[0].dims) if plans else {}
+    if per_row:
+        dims.update(dict.fromkeys(validator.batch_dims & dims.keys(), 1))
+    return dims
 
 
 def collect(model: ir.Model, source: DataSource, observers: Mapping[str, Observer], *,
             validator: SampleValidator, max_outputs_per_run: int | None = None,
-            memory_budget_mb: float | None = None, threads: int = 1,
+            memory_budget_mb: float | None = DEFAULT_MEMORY_BUDGET_MB, threads: int = 1,
             progress: ProgressCallback | None = None) -> CollectionStats:
     """Runs ``model`` over ``source`` and feeds ``observers`` (keyed by value name) in place.
+
+    ``memory_budget_mb`` None runs every sample as given (or in ``validator.batch_size`` slices)
+    and never chunks by memory.
 
     Raises:
         DataInputError: A sample does not fit the model, there is no sample, or chunked mode
@@ -183,9 +196,11 @@ def collect(model: ir.Model, source: DataSource, observers: Mapping[str, Observe
     if unknown:
         raise OnnxsmithError(f"no value named '{unknown[0]}' in the main graph", "check the value names")
     exposed = [values[name] for name in observers if name not in input_names]
-    runs_total, dims = _validate_all(source, validator) if source.reiterable else (None, {})
-    chunks = plan_chunks(exposed, dims, max_outputs_per_run=max_outputs_per_run,
-                         memory_budget_mb=memory_budget_mb) or [[]]
+    plans = _validate_all(source, validator) if source.reiterable else []
+    auto_rows = memory_budget_mb is not None and validator.batch_size is None and validator.batch == "auto"
+    chunk_budget = memory_budget_mb if source.reiterable or max_outputs_per_run is not None else None
+    chunks = plan_chunks(exposed, _planning_dims(plans, validator, auto_rows), max_outputs_per_run=max_outputs_per_run,
+                         memory_budget_mb=chunk_budget) or [[]]
     if len(chunks) > 1 and not source.reiterable:
         raise DataInputError(f"chunked calibration reads the data {len(chunks)} times, but {source.description} "
                              "can be read only once",
@@ -199,36 +214,58 @@ def collect(model: ir.Model, source: DataSource, observers: Mapping[str, Observe
         if index == 0:  # graph inputs are observed from the feeds, once
             targets.update({name: observers[name] for name in observers if name in input_names})
 
-        def report(runs: int, chunk_index: int = index) -> None:
-            if progress is not None:
-                progress(Progress(chunk_index, len(chunks), runs, runs_total))
-
-        stats.runs, stats.samples = _one_pass(source, validator, session, names, targets, report)
+        pass_ = _Pass(session, names, targets, validator, memory_budget_mb if auto_rows else None, plans,
+                      progress, index, len(chunks))
+        stats.runs, stats.samples = pass_.read(source)
+        stats.rows_per_run.append(pass_.validator.batch_size)
     stats.seconds = time.perf_counter() - started
     return stats
 
 
-def _one_pass(source: DataSource, validator: SampleValidator, session: Any, names: Sequence[str],
-              targets: Mapping[str, Observer], report: Callable[[int], None]) -> tuple[int, int]:
-    """Reads the data once, feeding ``targets``; returns the number of runs and rows."""
-    runs = rows = 0
-    for sample in source:
-        for feed in validator.feeds(sample):
-            observed = dict(feed)
-            if names:
-                try:
-                    observed.update(zip(names, session.run(names, feed)))
-                except Exception as e:  # onnxruntime raises its own exception types
-                    raise UnsupportedError(f"onnxruntime failed on {sample.label}: {first_line(e)}") from e
-            for name, observer in targets.items():
-                observer.update(observed[name])
-            del observed  # this run's activations go before the next run
-            runs += 1
-            rows += _rows(feed)
-            report(runs)
-    if runs == 0:
-        raise DataInputError(f"{source.description} holds no calibration samples", "give at least one sample")
-    return runs, rows
+class _Pass:
+    """One pass over the data with one session: rows per run, feeding, progress."""
+
+    def __init__(self, session: Any, names: Sequence[str], targets: Mapping[str, Observer],
+                 validator: SampleValidator, budget_mb: float | None, plans: Sequence[RunPlan],
+                 progress: ProgressCallback | None, chunk: int, num_chunks: int) -> None:
+        self.session, self.names, self.targets = session, names, targets
+        self.validator, self.budget_mb, self.plans = validator, budget_mb, plans
+        self.progress, self.chunk, self.num_chunks = progress, chunk, num_chunks
+        self.runs_total = sum(p.runs for p in plans) if plans else None
+
+    def _size_runs(self, sample: Sample) -> None:
+        """Picks the rows per run from a one-row probe of ``sample`` (the first one)."""
+        per_row = measure_bytes_per_row(self.session, self.names, self.validator, sample)
+        rows = rows_for_budget(per_row, self.budget_mb)
+        logger.info("calibration runs take up to %d rows (%.1f MiB of exposed values per row, %.0f MiB budget)",
+                    rows, per_row / 2**20, self.budget_mb)
+        self.validator = self.validator.with_batch_size(rows)
+        if self.plans:
+            self.runs_total = sum(p.runs_with(rows) for p in self.plans)
+
+    def read(self, source: DataSource) -> tuple[int, int]:
+        """Reads the data once, feeding the targets; returns the number of runs and rows."""
+        runs = rows = 0
+        for sample in source:
+            if runs == 0 and self.budget_mb is not None and self.names:
+                self._size_runs(sample)
+            for feed in self.validator.feeds(sample):
+                observed = dict(feed)
+                if self.names:
+                    try:
+                        observed.update(zip(self.names, self.session.run(self.names, feed)))
+                    except Exception as e:  # onnxruntime raises its own exception types
+                        raise UnsupportedError(f"onnxruntime failed on {sample.label}: {first_line(e)}") from e
+                for name, observer in self.targets.items():
+                    observer.update(observed[name])
+                del observed  # this run's activations go before the next run
+                runs += 1
+                rows += _rows(feed)
+                if self.progress is not None:
+                    self.progress(Progress(self.chunk, self.num_chunks, runs, self.runs_total))
+        if runs == 0:
+            raise DataInputError(f"{source.description} holds no calibration samples", "give at least one sample")
+        return runs, rows
 
 
 def _open_session(model: ir.Model, chunk: Sequence[ir.Value], threads: int, stats: CollectionStats):

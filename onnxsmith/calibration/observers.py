@@ -40,22 +40,22 @@ class Observer:
     def update(self, values: np.ndarray) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _note(self, values: np.ndarray) -> np.ndarray | None:
-        """Counts ``values``; returns a mask of its finite elements, or None when all are finite."""
+    def _note(self, values: np.ndarray) -> tuple[np.ndarray | None, float, float]:
+        """Counts ``values``; returns a mask of its finite elements (None when all are) and their extremes."""
         self.count += int(values.size)
         if values.size == 0:
-            return None
+            return None, math.inf, -math.inf
         low, high = float(values.min()), float(values.max())
         finite = None
         if not (math.isfinite(low) and math.isfinite(high)):  # NaN or inf somewhere
             finite = np.isfinite(values)
             self.nonfinite += int(values.size - np.count_nonzero(finite))
             if not finite.any():
-                return finite
+                return finite, math.inf, -math.inf
             low, high = float(values[finite].min()), float(values[finite].max())
         self.observed_min = min(self.observed_min, low)
         self.observed_max = max(self.observed_max, high)
-        return finite
+        return finite, low, high
 
 
 @dataclass
@@ -84,19 +84,17 @@ class MinMaxObserver(Observer):
 
     def update(self, values: np.ndarray) -> None:
         values = np.asarray(values)
-        finite = self._note(values)
+        finite, low, high = self._note(values)
         if values.size == 0 or (finite is not None and not finite.any()):
             return
         if self.low is None:  # first data: fix the channel axis
             rank = values.ndim
             self.resolved_axis = self.axis % rank if self.axis is not None and -rank <= self.axis < rank else None
-        if self.resolved_axis is None:
-            low, high = _extrema(values.reshape(-1), None if finite is None else finite.reshape(-1))
-        else:
+        if self.resolved_axis is not None:
             channels = values.shape[self.resolved_axis]
             moved = np.moveaxis(values, self.resolved_axis, 0).reshape(channels, -1)
             mask = None if finite is None else np.moveaxis(finite, self.resolved_axis, 0).reshape(channels, -1)
-            low, high = _extrema(moved, mask, axis=1)
+            low, high = _channel_extrema(moved, mask)
             if self.low is not None and np.shape(self.low) != low.shape:
                 raise ValueError(f"channel count changed from {np.size(self.low)} to {low.size} "
                                  f"along axis {self.resolved_axis}")
@@ -119,17 +117,16 @@ def _ema(old: float | np.ndarray, new: float | np.ndarray, c: float) -> float | 
     return np.where(np.isnan(new), old, step) if isinstance(step, np.ndarray) else (old if math.isnan(new) else step)
 
 
-def _extrema(values: np.ndarray, finite: np.ndarray | None, axis: int | None = None):
-    """Min and max over the finite elements (``finite`` None: all are); NaN where a channel has none."""
+def _channel_extrema(values: np.ndarray, finite: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row (channel) min and max of a 2-D array over its finite elements (``finite`` None: all
+    are); NaN where a channel has none."""
     if finite is None:
-        low, high = values.min(axis=axis), values.max(axis=axis)
+        low, high = values.min(axis=1), values.max(axis=1)
     else:
-        low = np.where(finite, values, np.inf).min(axis=axis)
-        high = np.where(finite, values, -np.inf).max(axis=axis)
+        low = np.where(finite, values, np.inf).min(axis=1)
+        high = np.where(finite, values, -np.inf).max(axis=1)
         low = np.where(np.isinf(low), np.nan, low)
         high = np.where(np.isinf(high), np.nan, high)
-    if axis is None:
-        return float(low), float(high)
     return low.astype(np.float64), high.astype(np.float64)
 
 

@@ -15,13 +15,15 @@ takes; ``"exact"`` feeds every sample as given.
 * When all arrays of a sample share their leading size ``n`` and an input's leading dimension is
   a static ``d`` that divides ``n``, the sample runs as ``n / d`` runs of ``d`` rows.
 * When the leading dimensions are all named and ``batch_size`` is set, a sample with more rows
-  runs in slices of at most ``batch_size`` rows (bounding the activations of one run).
+  runs in slices of at most ``batch_size`` rows (bounding the activations of one run; collection
+  picks it from a memory budget when the caller does not, see :mod:`onnxsmith.calibration.batching`).
 
 Splitting never changes a range: observers see the same values either way.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -77,6 +79,8 @@ class RunPlan:
         rows: Rows per run when the sample is split along its leading axis, else None.
         runs: Number of runs.
         dims: Sizes of named dimensions in the first run (for memory estimates).
+        sliceable: The sample's rows when ``batch_size`` may slice it (named leading
+            dimensions, one leading size), else None.
     """
 
     names: Mapping[str, str]
@@ -84,6 +88,11 @@ class RunPlan:
     rows: int | None
     runs: int
     dims: Mapping[str, int]
+    sliceable: int | None = None
+
+    def runs_with(self, batch_size: int) -> int:
+        """Number of runs under a batch size of ``batch_size`` rows."""
+        return -(-self.sliceable // batch_size) if self.sliceable else self.runs
 
 
 class SampleValidator:
@@ -98,6 +107,19 @@ class SampleValidator:
         self.inputs = [InputSpec.of(v) for v in model.graph.inputs if v.name not in initializers]
         self.batch = batch
         self.batch_size = batch_size
+
+    @property
+    def batch_dims(self) -> frozenset[str]:
+        """Names of the inputs' named leading dimensions (the ones ``batch_size`` slices)."""
+        return frozenset(i.dims[0] for i in self.inputs if i.dims and isinstance(i.dims[0], str))
+
+    def with_batch_size(self, batch_size: int) -> SampleValidator:
+        """A copy that runs samples in slices of at most ``batch_size`` rows where it can."""
+        if batch_size < 1:
+            raise DataInputError(f"batch_size must be at least 1, got {batch_size}")
+        other = copy.copy(self)
+        other.batch_size = batch_size
+        return other
 
     def _listing(self) -> str:
         return "the model's inputs are: " + ", ".join(f"{i.name} ({i.describe()})" for i in self.inputs)
@@ -115,7 +137,7 @@ class SampleValidator:
             if spec.dtype is not None and got.dtype != spec.dtype:
                 raise DataInputError(f"{label}: input '{spec.name}' expects {spec.dtype.name}, got {got.dtype.name}",
                                      f"convert it with array.astype(numpy.{spec.dtype.name})")
-        add_axis, rows, runs = self._batching(specs, names)
+        add_axis, rows, runs, sliceable = self._batching(specs, names)
         shapes = {}
         for key, got in specs.items():
             shape = ((1,) if key in add_axis else ()) + got.shape
@@ -123,7 +145,7 @@ class SampleValidator:
                 shape = (min(rows, shape[0]),) + shape[1:]
             shapes[names[key]] = shape
         dims = self._check_shapes(label, shapes)
-        return RunPlan(names, frozenset(add_axis), rows, runs, dims)
+        return RunPlan(names, frozenset(add_axis), rows, runs, dims, sliceable)
 
     def feeds(self, sample: Sample) -> Iterator[dict[str, np.ndarray]]:
         """Validates ``sample`` and yields the feeds of its runs."""
@@ -156,9 +178,11 @@ class SampleValidator:
                 raise DataInputError(f"{label}: no array for model input '{name}'", self._listing())
         return {k: k for k in specs}
 
-    def _batching(self, specs: Mapping[str, ArraySpec], names: Mapping[str, str]) -> tuple[set[str], int | None, int]:
+    def _batching(self, specs: Mapping[str, ArraySpec],
+                  names: Mapping[str, str]) -> tuple[set[str], int | None, int, int | None]:
+        """Arrays that get a leading axis, rows per run (None: whole), runs, and sliceable rows."""
         if self.batch == "exact":
-            return set(), None, 1
+            return set(), None, 1, None
         by_name = {i.name: i for i in self.inputs}
         add_axis = set()
         for key, got in specs.items():
@@ -168,17 +192,19 @@ class SampleValidator:
         leading = {(1,) + s.shape if k in add_axis else s.shape for k, s in specs.items()}
         sizes = {shape[0] for shape in leading if shape}
         if len(sizes) != 1 or any(not shape for shape in leading):
-            return add_axis, None, 1
+            return add_axis, None, 1, None
         rows = next(iter(sizes))
         statics = {by_name[names[k]].dims[0] for k in specs
                    if by_name[names[k]].dims and isinstance(by_name[names[k]].dims[0], int)}
         if len(statics) == 1:
             d = next(iter(statics))
             if d > 0 and rows > d and rows % d == 0:
-                return add_axis, d, rows // d
-        elif not statics and self.batch_size is not None and rows > self.batch_size:
-            return add_axis, self.batch_size, -(-rows // self.batch_size)
-        return add_axis, None, 1
+                return add_axis, d, rows // d, None
+        elif not statics:
+            if self.batch_size is not None and rows > self.batch_size:
+                return add_axis, self.batch_size, -(-rows // self.batch_size), rows
+            return add_axis, None, 1, rows
+        return add_axis, None, 1, None
 
     def _check_shapes(self, label: str, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, int]:
         named: dict[str, tuple[int, str]] = {}

@@ -10,6 +10,7 @@ import pytest
 from calib_models import mlp_data
 
 from onnxsmith.calibration import HistogramObserver, MinMaxObserver, calibrate, select_values
+from onnxsmith.calibration.batching import rows_for_budget
 from onnxsmith.calibration.collect import estimate_bytes, plan_chunks
 from onnxsmith.errors import DataInputError, OnnxsmithError
 from onnxsmith.ir import GraphBuilder, to_text
@@ -184,3 +185,45 @@ def test_collection_memory_does_not_grow_with_the_number_of_samples():
 
     few, many = run(4), run(40)
     assert many < 1.3 * few
+
+
+# -- memory-bounded batching ---------------------------------------------------------------------
+
+def test_rows_for_budget():
+    assert rows_for_budget(2**20, 64) == 64
+    assert rows_for_budget(3 * 2**20, 64) == 21
+    assert rows_for_budget(2**30, 64) == 1  # a row over the budget still runs, alone
+    assert rows_for_budget(0, 1) == 2**20
+
+
+@pytest.mark.parametrize("calibrator", ["minmax", "entropy"])
+def test_rows_per_run_fit_the_budget_and_do_not_change_ranges(mlp_model, calibrator):
+    # op_types=None exposes mm1_out and relu_out [N,32] and y [N,8] float32: 288 bytes per row.
+    stacked = {"x": np.concatenate([d["x"] for d in mlp_data(6)])}  # one sample of 24 rows
+    events = []
+    budget = calibrate(mlp_model, stacked, calibrator=calibrator, op_types=None, memory_budget_mb=5 * 288 / 2**20,
+                       progress=events.append)
+    assert [e.runs_done for e in events] == [1, 2, 3, 4, 5] and events[-1].runs_total == 5  # 5+5+5+5+4 rows
+    whole = calibrate(mlp_model, stacked, calibrator=calibrator, op_types=None, memory_budget_mb=None)
+    assert _plain(budget) == _plain(whole)
+    assert _plain(calibrate(mlp_model, stacked, calibrator=calibrator, op_types=None, batch_size=7)) == _plain(whole)
+
+
+def test_one_shot_sources_are_batched_by_the_budget_too(mlp_model):
+    stacked = {"x": np.concatenate([d["x"] for d in mlp_data(6)])}
+    events = []
+    calibrate(mlp_model, iter([stacked]), op_types=None, memory_budget_mb=12 * 288 / 2**20, progress=events.append)
+    assert [e.runs_done for e in events] == [1, 2] and events[-1].runs_total is None
+
+
+def test_a_big_sample_runs_within_the_budget(monkeypatch):
+    model = _large_model()  # exposes scale and y: 16 KiB each per row
+    sample = {"x": np.random.default_rng(2).standard_normal((256, 64, 64), dtype=np.float32)}  # 4 MiB
+    seen = []
+    update = MinMaxObserver.update
+    monkeypatch.setattr(MinMaxObserver, "update", lambda self, values: (seen.append(len(values)), update(self, values)))
+    bounded = calibrate(model, [sample], op_types=None, memory_budget_mb=0.5)
+    assert set(seen) == {16}  # 16 rows of 32 KiB
+    seen.clear()
+    assert _plain(calibrate(model, [sample], op_types=None, memory_budget_mb=None)) == _plain(bounded)
+    assert set(seen) == {256}

@@ -1,0 +1,58 @@
+"""Memory-bounded batching: how many rows one calibration run takes.
+
+A run returns every exposed value at once (onnxruntime allocates graph outputs separately, so
+they cannot share memory), and collection keeps one run's outputs alive while the observers read
+them. The rows per run therefore bound the memory of collection:
+
+    rows = max(1, floor(budget / bytes_per_row))
+
+where ``bytes_per_row`` is *measured*, not estimated from declared shapes (which exporters
+often leave symbolic or drop): one probe run on the first row of the first sample, with the
+values the collection will expose, divides the bytes of its outputs by its rows. The probe's
+outputs are dropped (observers never see them, so ranges do not depend on the probe), and a
+sample that cannot be sliced (static leading dimension, unequal leading sizes) runs as given.
+
+Splitting a sample never changes a range: histograms and extremes are order- and
+batching-independent (see :mod:`onnxsmith.calibration.histogram`); only MinMax's moving average
+(``averaging_constant``) sees per-run extremes, so pass ``batch_size`` explicitly to fix its runs.
+onnxruntime's own working memory for the run (the unexposed intermediates) comes on top; it is
+typically of the same order as the exposed values of the same rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from onnxsmith.calibration.readers import Sample
+from onnxsmith.calibration.validate import SampleValidator
+from onnxsmith.errors import UnsupportedError, first_line
+
+__all__ = ["DEFAULT_MEMORY_BUDGET_MB", "measure_bytes_per_row", "rows_for_budget"]
+
+logger = logging.getLogger(__name__)
+
+#: Default budget of one run's exposed activations, in MiB.
+DEFAULT_MEMORY_BUDGET_MB = 64.0
+
+
+def rows_for_budget(bytes_per_row: float, budget_mb: float) -> int:
+    """The most rows whose exposed activations fit ``budget_mb`` MiB (at least 1)."""
+    return max(1, int(budget_mb * 2**20 // max(bytes_per_row, 1.0)))
+
+
+def measure_bytes_per_row(session: Any, names: Sequence[str], validator: SampleValidator, sample: Sample) -> float:
+    """Bytes of the ``names`` outputs per row, from one run on the first row of ``sample``.
+
+    Raises:
+        UnsupportedError: onnxruntime fails on the sample.
+    """
+    feed = next(validator.with_batch_size(1).feeds(sample))
+    first = next(iter(feed.values()), None)
+    rows = int(first.shape[0]) if first is not None and first.ndim else 1
+    try:
+        outputs = session.run(list(names), feed)
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise UnsupportedError(f"onnxruntime failed on {sample.label}: {first_line(e)}") from e
+    return sum(int(o.nbytes) for o in outputs) / max(rows, 1)
