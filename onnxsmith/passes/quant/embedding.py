@@ -167,8 +167,16 @@ def _feeds_quantization_parameters(value: ir.Value) -> bool:
     return any(node.op_type == "DequantizeLinear" and index > 0 for node, index in value.uses())
 
 
-def gather_rule(name: str, selection: NodeSelection, lower: Lowering) -> Rule:
-    """The rule ``Gather(E, ids) -> lower(E)``, after the checks of the module docstring."""
+def gather_rule(name: str, selection: NodeSelection, lower: Lowering, unavailable: str | None = None) -> Rule:
+    """The rule ``Gather(E, ids) -> lower(E)``, after the checks of the module docstring.
+
+    Args:
+        name: The rule's name.
+        selection: Which Gather nodes may be quantized.
+        lower: Builds the replacement (or declines) for one table.
+        unavailable: Why no table can be lowered here (every match declines with it, before the
+            table is read); None when tables can be.
+    """
 
     # Gather(E, ids) -> rows of the integer table, dequantized (form chosen by ``lower``)
     @rule(name, Op("Gather", Const("table", shape=S.ANY, dtype=_FLOAT), Var("ids"), _name="gather"))
@@ -177,6 +185,8 @@ def gather_rule(name: str, selection: NodeSelection, lower: Lowering) -> Rule:
         reason = selection.why_not(m.node("gather"))
         if reason is not None:
             return Decline(reason)
+        if unavailable is not None:
+            return Decline(unavailable)
         table_value = m["table"]
         assert table_value is not None
         others = sorted({node.name or node.op_type for node, _ in table_value.uses() if node is not m.root})

@@ -15,7 +15,8 @@ Activations stay in float: ``Y' = A @ W'``. Forms, by target:
   zero point and carry none. ``accuracy-level`` is passed through (0 keeps ``A`` in float; 4 lets
   onnxruntime quantize ``A`` to int8 per block, faster and outside the bound below).
 - other targets: ``DequantizeLinear`` (opset 21: int4/uint4/int8/uint8, ``axis=0``,
-  ``block_size``) feeding the original MatMul; the model must import opset 21 or newer.
+  ``block_size``) feeding the original MatMul; below opset 21 weights stay in float (the
+  ``explain`` trace says so).
 
 Embedding tables (``Gather`` of rows of a constant float table ``E [V, H]``) are cut into blocks
 of ``block-size`` elements along each row and stored the same way; only the gathered rows are
@@ -54,7 +55,6 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxsmith.codegen.targets import target_of
-from onnxsmith.errors import UnsupportedError
 from onnxsmith.passes.base import Pass, PassContext, PassResult, Tolerance
 from onnxsmith.passes.quant._apply import apply_traced
 from onnxsmith.passes.quant._nbits import pack_blocks, pack_zero_points
@@ -116,6 +116,16 @@ class _Plan:
     options: WeightOptions
     nbits: bool  # the target runs com.microsoft::MatMulNBits
     gather_blocks: bool  # the target runs com.microsoft::GatherBlockQuantized
+    opset: int  # of the default domain
+
+    @property
+    def gather_unavailable(self) -> str | None:
+        """Why tables cannot be quantized for this target and model, or None."""
+        if self.gather_blocks:
+            return None
+        if self.options.bits == 4:
+            return "onnxruntime's Gather has no 4-bit kernel; quantize tables with bits=8"
+        return _opset_reason(self.opset) if self.opset < BLOCKWISE_OPSET else None
 
     def lower_gather(self, op: RewriterContext, name: str, table: np.ndarray, ids: ir.Value) -> ir.Value | Decline:
         """An embedding lookup of a blockwise table, in the target's form (see the module docstring)."""
@@ -123,10 +133,13 @@ class _Plan:
         if self.gather_blocks:
             return gather_block_quantized(op, name, table, ids,
                                           TableScheme(_NBITS_DTYPES[bits], "block", symmetric, block_size))
-        if bits == 4:
-            return Decline("onnxruntime's Gather has no 4-bit kernel; quantize tables with bits=8")
         return gather_dequantize(op, name, table, ids,
                                  TableScheme(_DQ_DTYPES[bits, symmetric], "block", symmetric, block_size))
+
+
+def _opset_reason(opset: int) -> str:
+    return (f"blockwise DequantizeLinear needs opset {BLOCKWISE_OPSET}, the model imports {opset} (convert it "
+            "with onnx.version_converter, or use --target cpu)")
 
 
 def _matmul_nbits(op: RewriterContext, a: ir.Value, name: str, w: np.ndarray, options: WeightOptions) -> ir.Value:
@@ -163,6 +176,8 @@ def _rules(plan: _Plan) -> RuleSet:
         reason = plan.selection.why_not(m.node("mm"))
         if reason is not None:
             return Decline(reason)
+        if not plan.nbits and plan.opset < BLOCKWISE_OPSET:
+            return Decline(_opset_reason(plan.opset))
         w = m.const("w")
         assert w is not None
         if w.ndim != 2:
@@ -173,12 +188,10 @@ def _rules(plan: _Plan) -> RuleSet:
         name = m["w"].name or "weight"
         if plan.nbits:
             return _matmul_nbits(op, m["a"], name, w, plan.options)
-        opset = m.opset("") or 0
-        if opset < BLOCKWISE_OPSET:
-            return Decline(f"blockwise DequantizeLinear needs opset {BLOCKWISE_OPSET}, the graph imports {opset}")
         return op.MatMul(m["a"], _blockwise_dequantize(op, name, w, plan.options))
 
-    return RuleSet([weights_matmul, gather_rule("weights-gather", plan.selection, plan.lower_gather)])
+    return RuleSet([weights_matmul,
+                    gather_rule("weights-gather", plan.selection, plan.lower_gather, plan.gather_unavailable)])
 
 
 @register_pass
@@ -193,17 +206,8 @@ class QuantizeWeights(Pass):
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
         options: WeightOptions = self.options
         target = target_of(ctx)
-        nbits = target.supports_op(MS_DOMAIN, "MatMulNBits", 1)
-        gather_blocks = target.supports_op(MS_DOMAIN, "GatherBlockQuantized", 1)
-        opset = model.opset_imports.get("", 0)
-        selected = set(options.op_types)
-        blockwise = ("MatMul" in selected and not nbits) or ("Gather" in selected and not gather_blocks)
-        if blockwise and opset < BLOCKWISE_OPSET:
-            raise UnsupportedError(
-                f"quantize-weights for target '{target.name}' writes blockwise DequantizeLinear, which needs "
-                f"opset {BLOCKWISE_OPSET}; the model imports opset {opset}",
-                "convert the model to opset 21 (onnx.version_converter) or use --target cpu (MatMulNBits, "
-                "GatherBlockQuantized)")
         plan = _Plan(NodeSelection.from_options(self.name, options.op_types, options.include, options.exclude),
-                     options, nbits, gather_blocks)
+                     options, nbits=target.supports_op(MS_DOMAIN, "MatMulNBits", 1),
+                     gather_blocks=target.supports_op(MS_DOMAIN, "GatherBlockQuantized", 1),
+                     opset=model.opset_imports.get("", 0))
         return apply_traced(self.name, model, _rules(plan), ctx, explain=options.explain)

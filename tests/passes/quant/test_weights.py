@@ -8,7 +8,7 @@ import onnx_ir as ir
 import pytest
 
 from onnxsmith.codegen import ep_check, get_target
-from onnxsmith.errors import PassOptionError, UnsupportedError
+from onnxsmith.errors import PassOptionError
 from onnxsmith.ir import GraphBuilder, parse_text
 from onnxsmith.passes import PassContext, PassManager
 from onnxsmith.passes.quant._nbits import pack_blocks, pack_zero_points
@@ -123,8 +123,11 @@ def test_untyped_activations_are_quantized():
 
 
 def test_generic_needs_opset_21():
-    with pytest.raises(UnsupportedError, match="needs opset 21; the model imports opset 17"):
-        _run(_matmul_text(17), target="generic")
+    model = parse_text(_matmul_text(17))
+    ctx = PassContext(target="generic")
+    _, record = _run(model, "quantize-weights{explain=true}", ctx=ctx)
+    assert not record.modified
+    assert any("needs opset 21, the model imports 17" in line for line in ctx.trace["quantize-weights"]), ctx.trace
 
 
 @pytest.mark.parametrize(("options", "message"), [
