@@ -8,12 +8,28 @@ from collections.abc import Iterator
 
 import onnx_ir as ir
 
-__all__ = ["all_graphs", "all_nodes", "count_nodes", "has_external_data", "model_size", "nbytes", "node_subgraphs", "op_histogram", "op_key",
-           "tensor_bytes"]
+from onnxsmith.ir._gc import gc_paused
+
+__all__ = ["all_graphs", "all_nodes", "census", "count_nodes", "has_external_data", "model_size", "nbytes", "node_subgraphs",
+           "op_histogram", "op_key", "tensor_bytes"]
 
 
 _GRAPH = ir.AttributeType.GRAPH
 _GRAPHS = ir.AttributeType.GRAPHS
+
+
+def _itemsizes() -> dict[int, float]:
+    sizes = {}
+    for dtype in ir.DataType:
+        try:
+            sizes[int(dtype)] = dtype.itemsize
+        except (TypeError, ValueError):  # UNDEFINED and STRING have no fixed item size
+            continue
+    return sizes
+
+
+#: Bytes per element by ``TensorProto.data_type`` (fractional for sub-byte types).
+_ITEMSIZE_BY_CODE = _itemsizes()
 
 
 def node_subgraphs(node: ir.Node) -> list[ir.Graph]:
@@ -62,6 +78,33 @@ def op_histogram(model: ir.Model | ir.Graph) -> Counter[str]:
     return Counter(op_key(n) for n in all_nodes(model))
 
 
+def census(model: ir.Model) -> tuple[int, int, Counter[str]]:
+    """``(count_nodes, tensor_bytes, op_histogram)`` of the model in one walk over its graphs.
+
+    The pass manager takes this after every pass that changed the model, so it reads each node
+    once: op types are counted per ``(domain, op_type)`` pair and named by ``op_key`` once per pair.
+    The collector is paused meanwhile: the pairs are freed on return, and collections triggered by
+    allocating them would rescan the whole graph.
+    """
+    pairs: Counter[tuple[str, str]] = Counter()
+    nodes = size = 0
+    pending = [model.graph]
+    with gc_paused():
+        while pending:
+            graph = pending.pop()
+            members = list(graph)
+            nodes += len(members)
+            pairs.update([(node.domain, node.op_type) for node in members])
+            for node in members:
+                if node.attributes.data:
+                    pending.extend(node_subgraphs(node))
+            size += sum(nbytes(v.const_value) for v in graph.initializers.values() if v.const_value is not None)
+    ops: Counter[str] = Counter()
+    for (domain, op_type), count in pairs.items():
+        ops[op_type if domain in ("", "ai.onnx") else f"{domain}::{op_type}"] += count
+    return nodes, size, ops
+
+
 def _tensors(model: ir.Model) -> Iterator[ir.TensorProtocol]:
     for graph in all_graphs(model):
         for value in graph.initializers.values():
@@ -76,6 +119,11 @@ def nbytes(tensor: ir.TensorProtocol) -> int:
     the sizes of tens of thousands of initializers; the dims are read from the proto instead.
     String tensors have no fixed item size: their size is the sum of their UTF-8 lengths.
     """
+    if type(tensor) is ir.TensorProtoTensor:
+        raw = tensor.raw
+        itemsize = _ITEMSIZE_BY_CODE.get(raw.data_type)
+        if itemsize is not None:  # the common case, without building the tensor's DataType
+            return math.ceil(itemsize * math.prod(raw.dims))
     if tensor.dtype == ir.DataType.STRING:
         return sum(len(s if isinstance(s, bytes) else str(s).encode()) for s in tensor.numpy().flat)
     if type(tensor) is ir.TensorProtoTensor:

@@ -5,6 +5,12 @@ as typed graph inputs instead of carrying data, so weights are never read or cop
 shapes. The inferred types are then written back value by value (main graph and subgraphs,
 matched by name), without deserializing the inferred model: that keeps inference linear and
 cheap on graphs with hundreds of thousands of nodes.
+
+The copy holds only what inference reads: per node its op, domain, overload, input and output
+names and attributes (no names, doc strings or metadata), and per typed value its name and type.
+Values of one type share one serialized ``TypeProto`` (most values of a graph have one of few
+types), so the main graph is written at a fraction of the cost of a full serialization;
+subgraphs and model-local functions are serialized by onnx_ir.
 """
 
 from __future__ import annotations
@@ -46,8 +52,16 @@ def infer_shapes(model: ir.Model, *, strict: bool = False) -> bool:
 
 
 def _inference_proto(model: ir.Model) -> onnx.ModelProto:
-    """The model as a proto, with large initializers turned into data-free graph inputs."""
+    """The model as a proto for inference, with large initializers turned into data-free graph inputs."""
     graph = model.graph
+    proto = onnx.ModelProto(ir_version=model.ir_version)
+    for domain, version in graph.opset_imports.items():
+        proto.opset_import.add(domain=domain, version=version)
+    for function in model.functions.values():
+        ir.serde.serialize_function_into(proto.functions.add(), function)
+    into = proto.graph
+    if graph.name:
+        into.name = graph.name
     inputs, small = list(graph.inputs), []
     input_ids = {id(v) for v in inputs}
     for value in graph.initializers.values():
@@ -56,10 +70,61 @@ def _inference_proto(model: ir.Model) -> onnx.ModelProto:
             small.append(value)
         elif id(value) not in input_ids:
             inputs.append(value)
-    view = ir.GraphView(inputs, graph.outputs, nodes=graph, initializers=small,
-                        opset_imports=graph.opset_imports, name=graph.name)
-    return ir.serde.serialize_model(ir.Model(view, ir_version=model.ir_version,
-                                             functions=list(model.functions.values())))
+    types = _TypeProtos()
+    for value in inputs:
+        types.write(into.input.add(), value)
+    for value in small:
+        if value.type is not None or value.shape is not None:
+            types.write(into.value_info.add(), value)
+        tensor_proto = into.initializer.add()
+        ir.serde.serialize_tensor_into(tensor_proto, value.const_value)
+        tensor_proto.name = value.name
+    for node in graph:
+        _write_node(into.node.add(), node)
+        for out in node.outputs:
+            if out.name and (out.type is not None or out.shape is not None) and not out.is_graph_output():
+                types.write(into.value_info.add(), out)
+    for value in graph.outputs:
+        types.write(into.output.add(), value)
+    return proto
+
+
+def _write_node(proto: onnx.NodeProto, node: ir.Node) -> None:
+    """What inference reads of a node: op, domain, overload, value names and attributes."""
+    proto.op_type = node.op_type
+    if node.domain:
+        proto.domain = node.domain
+    if node.overload:
+        proto.overload = node.overload
+    proto.input.extend(["" if v is None else v.name for v in node.inputs])
+    outputs = [v.name or "" for v in node.outputs]
+    while outputs and not outputs[-1]:  # trailing unnamed outputs are omitted, as onnx_ir does
+        outputs.pop()
+    proto.output.extend(outputs)
+    for attr in node.attributes.data.values():
+        if attr.is_ref():
+            ir.serde.serialize_reference_attribute_into(proto.attribute.add(), attr)
+        else:
+            ir.serde.serialize_attribute_into(proto.attribute.add(), attr)
+
+
+class _TypeProtos:
+    """Writes value infos, serializing each distinct (type, shape) once."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple, bytes] = {}
+
+    def write(self, proto: onnx.ValueInfoProto, value: ir.Value) -> None:
+        proto.name = value.name
+        shape = value.shape
+        key = (value.type, None if shape is None else (tuple(shape.dims),
+                                                       tuple(shape.get_denotation(i) for i in range(len(shape)))))
+        serialized = self._cache.get(key)
+        if serialized is None:
+            ir.serde.serialize_value_into(proto, value)
+            self._cache[key] = proto.type.SerializeToString()
+        else:
+            proto.type.MergeFromString(serialized)
 
 
 def _nbytes(tensor: ir.TensorProtocol) -> int:

@@ -26,7 +26,7 @@ import onnx_ir as ir
 
 from onnxsmith.errors import OnnxsmithError, PassFailedError, PipelineError, VerificationError
 from onnxsmith.ir._gc import gc_paused
-from onnxsmith.ir.queries import model_size, op_histogram
+from onnxsmith.ir.queries import census
 from onnxsmith.passes.base import Pass, PassContext, Tolerance
 from onnxsmith.passes.pipeline import build_pipeline, check_order, have_after, pipeline_string
 from onnxsmith.verify.structural import verify_structure
@@ -160,7 +160,7 @@ class PassManager:
     def _run_one(self, p: Pass, model: ir.Model, ctx: PassContext,
                  sizes: tuple[int, int, dict[str, int]] | None = None) -> PassRecord:
         # Node count, tensor bytes and ops carry over from the previous pass (counting is costly on big graphs).
-        nodes_before, bytes_before, ops_before = sizes if sizes is not None else (*model_size(model), _ops(model))
+        nodes_before, bytes_before, ops_before = sizes if sizes is not None else _census(model)
         before = _fingerprint(model) if ctx.debug else None
         t0 = time.perf_counter()
         try:
@@ -181,7 +181,7 @@ class PassManager:
             ctx.properties = have_after(p, ctx.properties)
         else:
             ctx.properties |= set(p.provides)
-        nodes_after, bytes_after, ops_after = (*model_size(model), _ops(model)) if result.modified else (
+        nodes_after, bytes_after, ops_after = _census(model) if result.modified else (
             nodes_before, bytes_before, ops_before)
         record = PassRecord(p.name, p.spec(), bool(result.modified), seconds, nodes_before, nodes_after,
                             bytes_before, bytes_after, dict(result.stats), ops_before=ops_before, ops_after=ops_after)
@@ -235,9 +235,10 @@ class PassManager:
         return max((d["max_abs"] for d in diffs), default=0.0)
 
 
-def _ops(model: ir.Model) -> dict[str, int]:
-    """The op histogram (``domain::Op`` outside the default domain), sorted by op."""
-    return dict(sorted(op_histogram(model).items()))
+def _census(model: ir.Model) -> tuple[int, int, dict[str, int]]:
+    """Node count, tensor bytes and the op histogram (``domain::Op`` outside the default domain, sorted by op)."""
+    nodes, size, ops = census(model)
+    return nodes, size, dict(sorted(ops.items()))
 
 
 def _needless_rerun(p: Pass, records: Sequence[PassRecord]) -> bool:

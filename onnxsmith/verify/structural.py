@@ -91,6 +91,7 @@ def _check_graph(graph: ir.Graph, outer: tuple[set[ir.Value | None], ...], enclo
             problems.append(f"initializer '{name}' has no tensor")
     good_domains = _good_domains(domains)
     inner = (*outer, defined)
+    first_named, add_defined = names.setdefault, defined.add  # bound once: this loop is the hot path
     for node in graph:
         if len(problems) >= limit:
             return
@@ -106,12 +107,9 @@ def _check_graph(graph: ir.Graph, outer: tuple[set[ir.Value | None], ...], enclo
             if value.producer() is not node:
                 problems.append(f"output '{value.name}' of {_label(node)} records another producer")
             name = value.name
-            if name:
-                other = names.get(name)
-                if other is not None and other is not value:
-                    problems.append(f"value name '{name}' is defined twice (output of {_label(node)})")
-                names[name] = value
-            defined.add(value)
+            if name and first_named(name, value) is not value:
+                problems.append(f"value name '{name}' is defined twice (output of {_label(node)})")
+            add_defined(value)
     for value in graph.outputs:
         if value not in defined and not any(value in scope for scope in outer):
             problems.append(f"graph output '{value.name}' is not defined by any node, input or initializer")
