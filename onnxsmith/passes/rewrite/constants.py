@@ -81,7 +81,16 @@ def constant_dtype(value: ir.Value) -> ir.DataType:
 
 
 def constant_array(value: ir.Value) -> np.ndarray:
-    """The data of a constant as a numpy array (this reads external data)."""
+    """The data of a constant as a numpy array (this reads external data).
+
+    Reading never changes the graph: ``get_const_tensor`` renames the tensor of a Constant node's
+    ``value`` attribute after the node's output, so that tensor is read directly.
+    """
+    node = value.producer() if value.const_value is None else None
+    if node is not None and node.op_type == "Constant" and node.domain == "" and "value" in node.attributes:
+        attr = node.attributes["value"]
+        if not attr.is_ref():
+            return attr.as_tensor().numpy()
     tensor = ir.convenience.get_const_tensor(value)
     if tensor is None:
         raise ValueError(f"value '{value.name}' is not a constant with readable data")
