@@ -21,7 +21,9 @@ of the loss with respect to every trainable parameter, or one optimizer step:
   (updates done before this one); the outputs are the loss, the updated parameters and the
   updated state, each named ``<input>_new``. Options: ``momentum``, ``nesterov`` (SGD),
   ``beta1``, ``beta2``, ``eps`` (AdamW) and ``weight-decay`` (L2 for SGD, default 0; decoupled
-  for AdamW, default 0.01).
+  for AdamW, default 0.01). ``clip-norm=c`` first scales every gradient by
+  ``min(1, c / (||g|| + 1e-6))``, ``||g||`` the global L2 norm over all of them (torch's
+  ``clip_grad_norm_``).
 
 Other outputs and every node they alone needed are removed. ``quant-scales=lsq`` trains the scales
 of QuantizeLinear/DequantizeLinear pairs (LSQ; ``lsq-grad-scale`` adds its gradient scale),
@@ -49,7 +51,7 @@ from onnxsmith.passes.registry import register_pass
 from onnxsmith.passes.train.autodiff import DIFFERENTIABLE_TYPES, differentiate
 from onnxsmith.passes.train.context import RuleOptions
 from onnxsmith.passes.train.losses import Loss, add_losses
-from onnxsmith.passes.train.optimizers import AdamW, Optimizer, SGD, append_optimizer
+from onnxsmith.passes.train.optimizers import SGD, AdamW, Optimizer, append_optimizer, clip_by_global_norm
 
 __all__ = ["BuildGradients", "BuildGradientsOptions", "GRADIENT_SUFFIX", "METADATA_KEY", "select_parameters"]
 
@@ -83,6 +85,7 @@ class BuildGradientsOptions:
         beta1: AdamW first-moment decay.
         beta2: AdamW second-moment decay.
         eps: AdamW denominator term.
+        clip_norm: Scale the gradients to this global L2 norm when they exceed it (0: no clipping).
         quant_scales: ``frozen`` or ``lsq``: whether fake-quantization scales are trained.
         lsq_grad_scale: Scale LSQ gradients by ``1 / sqrt(N * qmax)``.
     """
@@ -105,6 +108,7 @@ class BuildGradientsOptions:
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
+    clip_norm: float = 0.0
     quant_scales: Literal["frozen", "lsq"] = "frozen"
     lsq_grad_scale: bool = False
 
@@ -122,7 +126,9 @@ class BuildGradientsOptions:
             raise PassOptionError(f"build-gradients: gradients-only=true and optimizer={self.optimizer} contradict")
         self._require(self.optimizer == "sgd", "optimizer=sgd", momentum=0.0, nesterov=False)
         self._require(self.optimizer == "adamw", "optimizer=adamw", beta1=0.9, beta2=0.999, eps=1e-8)
-        self._require(bool(self.optimizer), "an optimizer", weight_decay=None)
+        self._require(bool(self.optimizer), "an optimizer", weight_decay=None, clip_norm=0.0)
+        if self.clip_norm < 0.0:
+            raise PassOptionError(f"build-gradients: clip-norm must be >= 0, got {self.clip_norm}")
         self._require(self.quant_scales == "lsq", "quant-scales=lsq", lsq_grad_scale=False)
         for term in self.loss_terms():
             term.check()
@@ -187,6 +193,8 @@ class BuildGradients(Pass):
         if optimizer is None:
             description = _gradient_outputs(graph, trained, result.nodes)
         else:
+            if options.clip_norm:
+                trained = clip_by_global_norm(graph, trained, options.clip_norm)
             description = _optimizer_outputs(graph, trained, optimizer)
         removed = RemoveUnused().run(model, ctx).stats
         infer_shapes(model)

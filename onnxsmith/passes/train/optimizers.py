@@ -20,6 +20,12 @@ the number of updates applied before this one, so ``t = step + 1``)::
     v = beta2 * v + (1 - beta2) * g * g
     p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
+Gradient clipping by global norm (torch's ``clip_grad_norm_``), before the update, over all
+parameters ``i``::
+
+    norm = sqrt(sum_i sum(g_i * g_i))             (in float32)
+    g_i  = g_i * min(1, max_norm / (norm + 1e-6))
+
 State inputs are named ``<p>_momentum`` (SGD) or ``<p>_m`` and ``<p>_v`` (AdamW); every updated
 value is an output named ``<input>_new``. State has no initial value in the graph: feed zeros of
 the parameter's shape at the first step.
@@ -36,10 +42,13 @@ import onnx_ir as ir
 from onnxsmith.errors import PassOptionError
 from onnxsmith.passes.train._emit import Emitter
 
-__all__ = ["OPTIMIZERS", "UPDATED_SUFFIX", "AdamW", "Optimizer", "OptimizerGraph", "SGD", "append_optimizer"]
+__all__ = ["OPTIMIZERS", "UPDATED_SUFFIX", "AdamW", "Optimizer", "OptimizerGraph", "SGD", "append_optimizer",
+           "clip_by_global_norm"]
 
 #: Updated parameters and state are outputs named ``<input><UPDATED_SUFFIX>``.
 UPDATED_SUFFIX = "_new"
+
+_CLIP_EPS = 1e-6  # added to the norm before dividing, as torch does
 
 
 @dataclass(frozen=True)
@@ -220,3 +229,28 @@ def append_optimizer(graph: ir.Graph, optimizer: Optimizer, gradients: Sequence[
             result.updates[old] = new
     return result
 
+
+
+def clip_by_global_norm(graph: ir.Graph, gradients: Sequence[tuple[ir.Value, ir.Value]], max_norm: float
+                        ) -> list[tuple[ir.Value, ir.Value]]:
+    """Appends the scaling of every gradient to the global L2 norm ``max_norm`` (see the module docstring).
+
+    Returns:
+        The ``(parameter, clipped gradient)`` pairs, in the order given.
+    """
+    if max_norm <= 0.0:
+        raise PassOptionError(f"the gradient clipping norm must be positive, got {max_norm}")
+    emit = Emitter(graph, "clip_norm")
+    f32 = ir.DataType.FLOAT
+    squares = [emit.op("ReduceSumSquare", g, keepdims=0) for _, g in gradients]
+    squares = [s if p.dtype == f32 else emit.op("Cast", s, to=f32) for s, (p, _) in zip(squares, gradients)]
+    total = squares[0] if len(squares) == 1 else emit.op("Sum", *squares)
+    norm = emit.op("Add", emit.op("Sqrt", total), emit.scalar(_CLIP_EPS, f32))
+    factor = emit.op("Min", emit.op("Div", emit.scalar(max_norm, f32), norm), emit.scalar(1.0, f32))
+    factors: dict[ir.DataType, ir.Value] = {f32: factor}
+    clipped = []
+    for p, g in gradients:  # a gradient has its parameter's type (its own may not be inferred yet)
+        if p.dtype not in factors:
+            factors[p.dtype] = emit.op("Cast", factor, to=p.dtype)
+        clipped.append((p, emit.op("Mul", g, factors[p.dtype])))
+    return clipped
