@@ -11,6 +11,8 @@
     optimize-graph verify A B [--inputs data.npz] [--rtol R] [--atol A] [--json]
     optimize-graph quant-report FP32 QUANT --data PATH [--samples N] [--json]
     optimize-graph ep-check MODEL [--target NAME] [--inputs data.npz] [--json]   where onnxruntime runs each node
+    optimize-graph train MODEL OUT --data PATH [--labels NAME] [--loss NAME] [--epochs N] [--lr LR] ...
+                                                fine-tune the model's weights in onnxruntime
     optimize-graph demo [--out DIR]             train, export, optimize and check a digits MLP
 
 Reports go to stdout (``--json``: one JSON object and nothing else); logs (``-v``) and errors go to
@@ -54,7 +56,7 @@ EXIT_USAGE = 2
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
-_COMMANDS = ("passes", "inspect", "verify", "quant-report", "ep-check", "demo")
+_COMMANDS = ("passes", "inspect", "verify", "quant-report", "ep-check", "train", "demo")
 
 _USAGE = f"""\
 {PROG} IN OUT [--passes LIST] [--verify {{none,structural,numeric}}] [--inputs NPZ]
@@ -65,6 +67,8 @@ _USAGE = f"""\
        {PROG} verify A B [--inputs NPZ] [--rtol R] [--atol A] [--json]
        {PROG} quant-report FP32 QUANT --data PATH [--samples N] [--json]
        {PROG} ep-check MODEL [--target NAME] [--inputs NPZ] [--json]
+       {PROG} train MODEL OUT --data PATH [--labels NAME] [--loss NAME] [--epochs N] [--lr LR] [--optimizer NAME]
+                      [--batch-size N] [--schedule NAME [--warmup N]] [--checkpoint FILE [--resume]] [--eval-data PATH]
        {PROG} demo [--out DIR]"""
 
 _EPILOG = f"""\
@@ -75,6 +79,7 @@ commands:
   quant-report FP32 QUANT
                   per quantized tensor: scales, ranges, clipping, SQNR; worst first with remedies
   ep-check MODEL  where onnxruntime runs each node for a target: nodes per provider, fallbacks, integer kernels
+  train MODEL OUT fine-tune the weights on labelled data in onnxruntime and write the trained model
   demo            train a small digits classifier, optimize it with '{DEFAULT_PIPELINE}' and check it
 
 pipelines are comma-separated passes or pipeline names, options in braces:
@@ -237,6 +242,10 @@ def _command_parser(command: str) -> _Parser:
         parser.add_argument("--inputs", metavar="NPZ", help="inputs for the run (.npz by input name); generated if absent")
         _common(parser)
         parser.set_defaults(run=_run_ep_check)
+    elif command == "train":
+        _train_arguments(parser)
+        _common(parser)
+        parser.set_defaults(run=_run_train)
     else:
         parser.description = ("Train a small MLP on the bundled 8x8 digits, export it as ONNX with typical "
                               f"exporter debris, optimize it with '{DEFAULT_PIPELINE}', verify it on held-out "
@@ -247,10 +256,49 @@ def _command_parser(command: str) -> _Parser:
     return parser
 
 
+def _train_arguments(parser: _Parser) -> None:
+    from onnxsmith.passes.train import LOSSES
+
+    parser.description = ("Fine-tune a model's float weights on labelled data: build its training graph (forward, "
+                          "backward, optimizer step), run it in onnxruntime and write the model with the trained "
+                          "weights (the input file is never modified).")
+    parser.add_argument("model", metavar="MODEL", help="the .onnx model to train")
+    parser.add_argument("output", metavar="OUT", help="where to write the trained model (atomically)")
+    parser.add_argument("--data", required=True, metavar="PATH",
+                        help="training rows: an .npz file (or a directory of them) keyed by input name, with labels")
+    parser.add_argument("--labels", default="labels", metavar="NAME",
+                        help="the array of the data holding the labels or targets (default: labels)")
+    parser.add_argument("--loss", choices=LOSSES, default="cross-entropy", help="the loss (default: cross-entropy)")
+    parser.add_argument("--output", dest="model_output", default="", metavar="NAME",
+                        help="the model output the loss reads (default: the only output)")
+    parser.add_argument("--epochs", type=int, default=1, metavar="N", help="passes over the data (default: 1)")
+    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="rows per update (default: 32)")
+    parser.add_argument("--optimizer", choices=("sgd", "adamw"), default="adamw", help="(default: adamw)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 0.001)")
+    parser.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default: 0)")
+    parser.add_argument("--weight-decay", type=float, default=None,
+                        help="SGD L2 penalty or AdamW decoupled decay (default: 0 and 0.01)")
+    parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                        help="learning-rate schedule (default: constant)")
+    parser.add_argument("--warmup", type=int, default=0, metavar="N",
+                        help="linear warmup steps before the cosine schedule")
+    parser.add_argument("--clip-norm", type=float, default=0.0, metavar="C",
+                        help="clip gradients to this global L2 norm (default: off)")
+    parser.add_argument("--label-smoothing", type=float, default=0.0, help="cross-entropy label smoothing")
+    parser.add_argument("--freeze", default="", metavar="REGEX", help="keep the initializers whose names match constant")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data order (default: 0)")
+    parser.add_argument("--checkpoint", metavar="FILE", help="keep a checkpoint (.npz) here, written every epoch")
+    parser.add_argument("--checkpoint-every", type=int, default=0, metavar="N", help="also checkpoint every N steps")
+    parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    parser.add_argument("--eval-data", metavar="PATH", help="held-out rows (with labels) evaluated after each epoch")
+
+
 def _parse(argv: list[str]) -> argparse.Namespace:
     if argv and argv[0] in _COMMANDS:
         parser = _command_parser(argv[0])
         args = parser.parse_args(argv[1:])
+        if argv[0] == "train":
+            _check_train_arguments(parser, args)
     else:
         parser = _optimize_parser()
         args = parser.parse_args(argv)
@@ -264,6 +312,17 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     if args.verbose and args.quiet:
         parser.error("-v and -q cannot be combined")
     return args
+
+
+def _check_train_arguments(parser: _Parser, args: argparse.Namespace) -> None:
+    if args.resume and not args.checkpoint:
+        parser.error("--resume needs --checkpoint FILE")
+    if args.warmup and args.schedule != "cosine":
+        parser.error("--warmup goes with --schedule cosine")
+    if min(args.epochs, args.batch_size) < 1 or min(args.warmup, args.checkpoint_every) < 0:
+        parser.error("--epochs and --batch-size must be >= 1, --warmup and --checkpoint-every >= 0")
+    if os.path.abspath(args.model) == os.path.abspath(args.output):
+        parser.error("OUT is the input model; give another path (the input is never modified)")
 
 
 def _load_plugins(specs: Sequence[str]) -> None:
@@ -416,6 +475,41 @@ def _run_quant_report(args: argparse.Namespace) -> int:
         _emit(to_json({"fp32": args.fp32, "quantized": args.quantized, **report.to_dict()}))
     elif not args.quiet:
         _emit(format_quant_report(report))
+    return 0
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from onnxsmith.ir import load, save
+    from onnxsmith.report import to_json
+    from onnxsmith.train import ProgressBar, TrainConfig, train
+
+    config = TrainConfig(loss=[args.loss], output=args.model_output, optimizer=args.optimizer, lr=args.lr,
+                         epochs=args.epochs, batch_size=args.batch_size,
+                         schedule="warmup-cosine" if args.warmup else args.schedule, warmup=args.warmup,
+                         weight_decay=args.weight_decay, momentum=args.momentum, clip_norm=args.clip_norm,
+                         freeze=args.freeze, label_smoothing=args.label_smoothing, seed=args.seed,
+                         checkpoint_every=args.checkpoint_every)
+    progress = None if args.json or args.quiet else ProgressBar(sys.stderr)
+    try:
+        outcome = train(load(args.model), args.data, config, labels=args.labels, checkpoint=args.checkpoint,
+                        resume=args.resume, eval_data=args.eval_data, on_step=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    save(outcome.model, args.output)
+    result = outcome.result
+    summary = {"model": args.model, "output": args.output, "steps": result.step, "resumed_from": result.resumed_from,
+               "first_loss": result.losses[0] if result.losses else None,
+               "last_loss": result.losses[-1] if result.losses else None,
+               "evaluations": [{"step": step, **metrics} for step, metrics in result.evaluations]}
+    if args.json:
+        _emit(to_json(summary))
+    elif not args.quiet:
+        if result.losses:
+            _emit(f"trained {len(result.losses)} steps: loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}")
+        for step, metrics in result.evaluations:
+            _emit(f"step {step}: " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()))
+        _emit(f"wrote {args.output}")
     return 0
 
 

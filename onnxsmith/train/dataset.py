@@ -60,6 +60,8 @@ class Dataset:
             DataInputError: The data cannot be read, is empty, the samples hold different
                 keys, or a key to rename is missing.
         """
+        if isinstance(data, (str, os.PathLike)) and not os.path.exists(data):
+            raise DataInputError(f"training data not found: {data}", "give an .npz file or a directory of them")
         source = open_data(data)
         description = str(data) if isinstance(data, (str, os.PathLike)) else "the training data"
         parts: dict[str, list[np.ndarray]] = {}

@@ -39,10 +39,18 @@ class ProgressBar:
         done = info.batch + 1
         filled = round(self.width * done / info.batches)
         line = (f"epoch {info.epoch + 1}/{info.epochs} [{'#' * filled}{'.' * (self.width - filled)}] "
-                f"{done}/{info.batches}  loss {self._loss:.4f}  lr {info.lr:.3g}  "
+                f"{done}/{info.batches}  loss {self._loss:.4g}  lr {info.lr:.3g}  "
                 f"{info.samples_per_second:.0f} samples/s")
         stream = self.stream or sys.stderr
         padded = line.ljust(self._shown)  # blanks what a longer previous line left
         self._shown = 0 if done == info.batches else len(line)
         stream.write(f"\r{padded}" + ("\n" if done == info.batches else ""))
         stream.flush()
+
+    def close(self) -> None:
+        """Ends a line left unfinished (a run stopped mid-epoch), so that what follows starts afresh."""
+        if self._shown:
+            stream = self.stream or sys.stderr
+            stream.write("\n")
+            stream.flush()
+            self._shown = 0

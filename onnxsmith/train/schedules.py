@@ -74,5 +74,10 @@ class Schedule:
         return self.min_lr + (self.lr - self.min_lr) * (1.0 + math.cos(math.pi * t / span)) / 2.0
 
     def describe(self) -> dict[str, object]:
-        """The schedule as plain data (stored in checkpoints to catch a resume with another schedule)."""
+        """The schedule as plain data (stored in checkpoints to catch a resume with another schedule).
+
+        A constant schedule does not depend on ``total``, so a run resumed with more epochs may go on.
+        """
+        if self.kind == "constant":
+            return {"kind": self.kind, "lr": self.lr}
         return {"kind": self.kind, "lr": self.lr, "total": self.total, "warmup": self.warmup, "min_lr": self.min_lr}

@@ -1,0 +1,92 @@
+"""``optimize-graph train``: end to end on a tiny model, resume, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from onnxsmith.cli import main
+from onnxsmith.ir import load, save
+from onnxsmith.verify._session import make_session
+
+
+@pytest.fixture
+def files(tmp_path, mlp, blobs):
+    save(mlp, tmp_path / "mlp.onnx")
+    data = blobs
+    np.savez(tmp_path / "train.npz", x=data["x"], digit=data["labels"].astype(np.uint8))
+    np.savez(tmp_path / "test.npz", x=data["x"], digit=data["labels"])
+    return tmp_path
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_writes_a_trained_inference_model(files, capsys, blobs):
+    code, out, err = run(capsys, "train", files / "mlp.onnx", files / "out.onnx", "--data", files / "train.npz",
+                         "--labels", "digit", "--epochs", "4", "--lr", "0.05", "--batch-size", "16",
+                         "--schedule", "cosine", "--warmup", "3", "--clip-norm", "10", "--eval-data", files / "test.npz")
+    assert code == 0, err
+    assert "epoch 4/4 [####################] 8/8" in err and "samples/s" in err
+    assert out.splitlines()[-1] == f"wrote {files / 'out.onnx'}"
+    trained, original = load(files / "out.onnx"), load(files / "mlp.onnx")
+    assert [n.op_type for n in trained.graph] == [n.op_type for n in original.graph]
+    logits = make_session(trained).run(None, {"x": blobs["x"]})[0]
+    assert (logits.argmax(1) == blobs["labels"]).mean() > 0.95
+    assert "step 32: accuracy" in out
+
+
+def test_json_report_and_resume_with_more_epochs(files, capsys):
+    common = ["--data", files / "train.npz", "--labels", "digit", "--lr", "0.05", "--checkpoint", files / "c.npz",
+              "--json"]
+    code, out, _ = run(capsys, "train", files / "mlp.onnx", files / "a.onnx", "--epochs", "2", *common)
+    assert code == 0 and json.loads(out)["steps"] == 8
+    code, out, err = run(capsys, "train", files / "mlp.onnx", files / "b.onnx", "--epochs", "3", "--resume", *common)
+    report = json.loads(out)
+    assert code == 0, err
+    assert (report["resumed_from"], report["steps"]) == (8, 12)
+
+
+def test_frozen_initializers_keep_their_values(files, capsys):
+    code, _, err = run(capsys, "train", files / "mlp.onnx", files / "out.onnx", "--data", files / "train.npz",
+                       "--labels", "digit", "--freeze", "^w1$", "-q")
+    assert code == 0 and err == ""
+    trained, original = load(files / "out.onnx"), load(files / "mlp.onnx")
+    assert np.array_equal(trained.graph.initializers["w1"].const_value.numpy(),
+                          original.graph.initializers["w1"].const_value.numpy())
+    assert not np.array_equal(trained.graph.initializers["w2"].const_value.numpy(),
+                              original.graph.initializers["w2"].const_value.numpy())
+
+
+@pytest.mark.parametrize("argv, code, words", [
+    (["--labels", "nope"], 2, "has no array 'nope'"),
+    ([], 2, "no array for the training input(s) labels"),
+    (["--labels", "digit", "--resume"], 2, "--resume needs --checkpoint FILE"),
+    (["--labels", "digit", "--warmup", "3"], 2, "--warmup goes with --schedule cosine"),
+    (["--labels", "digit", "--epochs", "0"], 2, "--epochs and --batch-size must be >= 1"),
+    (["--labels", "digit", "--freeze", "("], 2, "not a regular expression"),
+    (["--labels", "digit", "--freeze", "."], 2, "selected no parameter"),
+    (["--labels", "digit", "--output", "probs"], 2, "no output 'probs'"),
+    (["--labels", "digit", "--lr", "1e9", "--optimizer", "sgd"], 3, "the loss is nan"),
+    (["--labels", "digit", "--lr", "-1"], 2, "learning rate must be a positive number"),
+    (["--labels", "digit", "--checkpoint", "missing.npz", "--resume"], 2, "checkpoint not found"),
+])
+def test_bad_input_is_one_line(files, capsys, monkeypatch, argv, code, words):
+    monkeypatch.chdir(files)
+    got, out, err = run(capsys, "train", "mlp.onnx", "out.onnx", "--data", "train.npz", *argv, "-q")
+    lines = err.splitlines()
+    assert got == code
+    assert len(lines) == 1 and lines[0].startswith("optimize-graph: error: ") and words in lines[0], err
+    assert not (files / "out.onnx").exists()
+
+
+def test_missing_data_and_same_output_are_refused(files, capsys):
+    code, _, err = run(capsys, "train", files / "mlp.onnx", files / "out.onnx", "--data", files / "none.npz")
+    assert code == 2 and "training data not found" in err
+    code, _, err = run(capsys, "train", files / "mlp.onnx", files / "mlp.onnx", "--data", files / "train.npz")
+    assert code == 2 and "OUT is the input model" in err
