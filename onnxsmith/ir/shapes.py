@@ -121,10 +121,10 @@ class _TypeProtos:
                                                        tuple(shape.get_denotation(i) for i in range(len(shape)))))
         serialized = self._cache.get(key)
         if serialized is None:
-            ir.serde.serialize_value_into(proto, value)
-            self._cache[key] = proto.type.SerializeToString()
-        else:
-            proto.type.MergeFromString(serialized)
+            full = onnx.ValueInfoProto()
+            ir.serde.serialize_value_into(full, value)
+            serialized = self._cache[key] = full.type.SerializeToString()
+        proto.type.MergeFromString(serialized)
 
 
 def _nbytes(tensor: ir.TensorProtocol) -> int:
