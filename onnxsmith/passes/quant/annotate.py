@@ -2,7 +2,8 @@
 
 The pass does not change the model. It resolves its options against the target (activation type:
 the target's preferred one, uint8 on ``cpu`` and int8 elsewhere; weights int8, symmetric, per
-channel), gets activation ranges, and plans with :mod:`~onnxsmith.passes.quant.planner`.
+channel; the element-wise ops it runs on integers between integer kernels), gets activation
+ranges, and plans with :mod:`~onnxsmith.passes.quant.planner`.
 
 Ranges come from the context (``--ranges ranges.json``, or an earlier calibration), matched to the
 current model by value identity. Without them, the calibration data in the context
@@ -34,7 +35,7 @@ from onnxsmith.codegen.targets import target_of
 from onnxsmith.errors import OnnxsmithError, PassOptionError
 from onnxsmith.passes.base import ALL, Pass, PassContext, PassResult
 from onnxsmith.passes.quant.calibration_setup import CalibrationSetup
-from onnxsmith.passes.quant.op_roles import linear_ops_for
+from onnxsmith.passes.quant.op_roles import elementwise_ops_for, linear_ops_for
 from onnxsmith.passes.quant.plan import CONTEXT_KEY as PLAN_KEY
 from onnxsmith.passes.quant.planner import PlanSettings, activation_values, build_plan, select_nodes
 from onnxsmith.passes.registry import register_pass
@@ -136,7 +137,8 @@ def _settings(options: AnnotateOptions, target: Target, model: ir.Model) -> tupl
             per_channel = False
     settings = PlanSettings(linear_ops=linear_ops_for(target), activation_dtype=activation, weight_dtype=weight,
                             symmetric_activations=symmetric, per_channel=per_channel, include=list(options.include),
-                            exclude=list(options.exclude), overrides=overrides, max_range=options.max_range)
+                            exclude=list(options.exclude), overrides=overrides, max_range=options.max_range,
+                            elementwise_ops=elementwise_ops_for(target))
     return settings, domain
 
 

@@ -21,8 +21,8 @@ In order, on any model in QDQ form (not only those ``insert-qdq`` made):
    would overflow int32 keeps the whole bias float.
 4. *Redundant pairs*: ``Q(DQ(q))`` with identical parameters is ``q`` (exact); a
    ``Q -> DQ`` pair whose value enters no integer computation (no reader is a linear op or sits
-   in a QDQ group, and the producer is in none -- a Relu/Clip after a QDQ linear op is in its
-   group) is removed, restoring the float value.
+   in a QDQ group, and the producer is in none -- a Relu/Clip after a QDQ linear op or integer
+   element-wise op such as Add is in its group) is removed, restoring the float value.
 
 The error bound is the sum of the bounds of the Q/DQ pairs kept (``scale / 2`` per element) plus
 step 3's; step 4 only removes error. The numeric check of the pass manager uses the loose
@@ -37,7 +37,7 @@ import onnx_ir as ir
 from onnxsmith.ir.queries import op_key
 from onnxsmith.passes.base import Pass, PassContext, PassResult
 from onnxsmith.passes.quant.insert_qdq import QUANT_TOLERANCE
-from onnxsmith.passes.quant.op_roles import LINEAR_OPS, is_channel_bias
+from onnxsmith.passes.quant.op_roles import LINEAR_OPS, fused_activation, is_channel_bias
 from onnxsmith.passes.quant.qdq_nodes import QDQBuilder, constant_array, read_params, same_params
 from onnxsmith.passes.quant.scales import quantize
 from onnxsmith.passes.registry import register_pass
@@ -45,7 +45,6 @@ from onnxsmith.passes.registry import register_pass
 __all__ = ["FoldScales"]
 
 _INT32 = (np.iinfo(np.int32).min, np.iinfo(np.int32).max)
-_ABSORBED = frozenset({"Relu", "Clip"})  # activations a QDQ linear op's output quantizer absorbs
 
 
 @register_pass
@@ -212,9 +211,11 @@ def _dequantize_of(node: ir.Node, index: int) -> ir.Node | None:
 
 
 def _in_qdq_group(node: ir.Node) -> bool:
-    """The node computes on integers: a linear op, or its output is quantized right away."""
+    """The node computes on integers: a linear op, or its output is quantized right away or after
+    the Relu/Clip its integer kernel absorbs."""
+    activation = fused_activation(node)
     return op_key(node) in LINEAR_OPS or any(
-        use.node.op_type == "QuantizeLinear" for out in node.outputs for use in out.uses())
+        use.node.op_type == "QuantizeLinear" for out in (activation or node).outputs for use in out.uses())
 
 
 def _remove_redundant_pairs(graph: ir.Graph) -> int:
@@ -252,9 +253,8 @@ def _remove_idle_pair(graph: ir.Graph, q: ir.Node, source: ir.Node | None) -> in
     if source is not None and _reads_dequantized(source):
         return 0  # the producer sits in a QDQ group: this Q is its output quantizer
     activation_of = source.inputs[0].producer() if source is not None and source.inputs[0] is not None else None
-    if source is not None and op_key(source) in _ABSORBED and activation_of is not None and _reads_dequantized(
-            activation_of) and op_key(activation_of) in LINEAR_OPS:
-        return 0  # the Relu/Clip of a QDQ Conv: onnxruntime folds it into this Q, which the Conv needs
+    if activation_of is not None and fused_activation(activation_of) is source and _reads_dequantized(activation_of):
+        return 0  # the Relu/Clip of a QDQ Conv or Add: onnxruntime folds it into this Q, which the kernel needs
     if any(_in_qdq_group(use.node) for d in dqs for use in d.outputs[0].uses()):
         return 0
     for d in dqs:

@@ -17,6 +17,11 @@ runtime or TensorRT fuses the QDQ groups itself).
 MaxPool, Slice, Squeeze, Unsqueeze, Flatten...): ``op(DQ(q, s, z)) == DQ(op(q), s, z)``, so a
 Q/DQ pair on each side with the *same* parameters lets onnxruntime drop both and run the op on
 integers.
+
+*Integer element-wise ops* (Add, Mul) have integer kernels on some targets (onnxruntime's QDQ
+selectors turn ``DQ, DQ -> Add -> Q`` into com.microsoft QLinearAdd on ``cpu``), but quantizing
+them buys no speed by itself (../shared/QUANT-NOTES.md): the planner quantizes one only where it
+sits between integer kernels (:mod:`~onnxsmith.passes.quant.integer_elementwise`).
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ import onnx_ir as ir
 from onnxsmith.codegen.target import Target
 from onnxsmith.ir.queries import op_key
 
-__all__ = ["LINEAR_OPS", "SCALE_PRESERVING_OPS", "LinearOp", "is_channel_bias", "linear_ops_for", "weight_axis"]
+__all__ = ["ELEMENTWISE_OPS", "FUSABLE_ACTIVATIONS", "LINEAR_OPS", "SCALE_PRESERVING_OPS", "LinearOp",
+           "elementwise_ops_for", "fused_activation", "is_channel_bias", "linear_ops_for", "weight_axis",
+           "writes_integers"]
 
 
 @dataclass(frozen=True)
@@ -63,11 +70,46 @@ SCALE_PRESERVING_OPS: frozenset[str] = frozenset({
 })
 
 
+#: Element-wise ops with an integer kernel, and that kernel (``domain::Op``).
+ELEMENTWISE_OPS: dict[str, str] = {
+    "Add": "com.microsoft::QLinearAdd",
+    "Mul": "com.microsoft::QLinearMul",
+}
+
+
+#: Activations onnxruntime removes before a QuantizeLinear whose range they do not cut (Relu with the
+#: zero point at the type's minimum, Clip with the range inside its bounds): the integer kernel
+#: before them writes the quantized activation directly.
+FUSABLE_ACTIVATIONS: frozenset[str] = frozenset({"Relu", "Clip"})
+
+
 def linear_ops_for(target: Target) -> frozenset[str]:
     """The linear ops ``target`` runs with integer kernels (all of them where it fuses QDQ itself)."""
     if "qoperator" not in target.quant.formats:
         return frozenset(LINEAR_OPS)
     return frozenset(op for op, role in LINEAR_OPS.items() if role.kernel in target.quant.integer_ops)
+
+
+def elementwise_ops_for(target: Target) -> frozenset[str]:
+    """The element-wise ops whose integer kernel ``target``'s provider has (none where it fuses QDQ itself)."""
+    return frozenset(op for op, kernel in ELEMENTWISE_OPS.items() if kernel in target.quant.integer_ops)
+
+
+def writes_integers(node: ir.Node) -> bool:
+    """Whether ``node``, quantized, writes integers: every op but MatMul and Gemm, whose kernels write floats."""
+    role = LINEAR_OPS.get(op_key(node))
+    return role.output_quantized if role is not None else True
+
+
+def fused_activation(node: ir.Node) -> ir.Node | None:
+    """The Relu/Clip that alone reads the output of a linear or integer element-wise node (its
+    integer kernel absorbs it: the activation's output is quantized in place of the node's)."""
+    out = node.outputs[0]
+    uses = out.uses()
+    op = op_key(node)
+    if (op not in LINEAR_OPS and op not in ELEMENTWISE_OPS) or len(uses) != 1 or out.is_graph_output() or uses[0].idx:
+        return None
+    return uses[0].node if op_key(uses[0].node) in FUSABLE_ACTIVATIONS else None
 
 
 def weight_axis(node: ir.Node, index: int, rank: int) -> int | None:

@@ -11,8 +11,10 @@ Planning runs in three steps:
    for it (only Conv, MatMul, Gemm, Where, Concat, Split and element-wise and data-movement ops),
    so Q/DQ around it would stay; its integer form is dynamic (``quantize-dynamic`` makes it
    QAttention, and composes after ``qdq``: it leaves MatMuls whose weights come from a
-   DequantizeLinear alone). :func:`activation_values` lists every value a candidate may need a range for,
-   so calibration observes only those.
+   DequantizeLinear alone). Element-wise ops with an integer kernel on the target (Add, Mul on
+   ``cpu``) whose inputs may all be integer data are *element-wise candidates*, decided in step 3.
+   :func:`activation_values` lists every value a candidate may need a range for, so calibration
+   observes only those.
 2. With ranges: a candidate whose activation has no range, or an absurd one (non-finite or
    ``|x| >= max_range``: the attention mask built from the float32 minimum calibrates to
    ``[-3.4e38, 0]``), is skipped with the range in the reason.
@@ -21,7 +23,9 @@ Planning runs in three steps:
    scale-preserving ops (Reshape, Transpose, MaxPool...) quantization is extended upstream and
    shares one scale (``shared-with``) only where that lets onnxruntime run the op on integers: the
    op's output is quantized, its input comes from an integer-producing node, and every reader of
-   the input wants it quantized. Anything else would only add Q/DQ nodes.
+   the input wants it quantized. Anything else would only add Q/DQ nodes. An element-wise
+   candidate is quantized only where it sits between integer kernels
+   (:mod:`~onnxsmith.passes.quant.integer_elementwise`); the others get a skip with the reason.
 """
 
 from __future__ import annotations
@@ -34,7 +38,15 @@ import onnx_ir as ir
 
 from onnxsmith.ir.queries import op_key
 from onnxsmith.passes.quant.float_islands import find_float_islands
-from onnxsmith.passes.quant.op_roles import LINEAR_OPS, SCALE_PRESERVING_OPS, is_channel_bias, weight_axis
+from onnxsmith.passes.quant.integer_elementwise import integer_elementwise, may_run_on_integers
+from onnxsmith.passes.quant.op_roles import (
+    LINEAR_OPS,
+    SCALE_PRESERVING_OPS,
+    fused_activation,
+    is_channel_bias,
+    weight_axis,
+    writes_integers,
+)
 from onnxsmith.passes.quant.qdq_nodes import constant_array
 from onnxsmith.passes.quant.plan import NodeDecision, QuantPlan, ValueSpec, is_absurd
 from onnxsmith.passes.quant.split_fused_conv import split_reason
@@ -45,7 +57,6 @@ __all__ = ["PlanSettings", "Selection", "activation_values", "build_plan", "fuse
 _FLOATS = frozenset({ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16})
 _RANDOM_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
                          "Bernoulli"})
-_FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip"})
 _FUSED_CONV = "com.microsoft::FusedConv"
 _ATTENTION = "com.microsoft::Attention"
 _ATTENTION_REASON = ("onnxruntime has no QDQ fusion for Attention: add 'quantize-dynamic{op-types=Attention}' after "
@@ -58,6 +69,7 @@ class PlanSettings:
 
     Attributes:
         linear_ops: Linear op types the target runs in integers.
+        elementwise_ops: Element-wise op types the target runs in integers between integer kernels.
         activation_dtype / weight_dtype: Integer types.
         symmetric_activations: Activation zero points at the midpoint.
         per_channel: Weights get one scale per output channel.
@@ -77,14 +89,16 @@ class PlanSettings:
     exclude: list[str] = field(default_factory=list)
     overrides: dict[str, str] = field(default_factory=dict)
     max_range: float = 1e4
+    elementwise_ops: frozenset[str] = frozenset()
 
 
 @dataclass
 class Selection:
-    """Structural decisions: candidate nodes (in graph order) and decided skips."""
+    """Structural decisions: candidate nodes, element-wise candidates (both in graph order) and decided skips."""
 
     candidates: list[ir.Node]
     decisions: dict[str, NodeDecision]
+    elementwise: list[ir.Node] = field(default_factory=list)
 
 
 def is_constant(value: ir.Value) -> bool:
@@ -135,24 +149,27 @@ def select_nodes(graph: ir.Graph, settings: PlanSettings) -> Selection:
     decisions: dict[str, NodeDecision] = {}
     island_of = {node: island for island in find_float_islands(graph) for node in island.nodes}
     candidates: list[ir.Node] = []
+    elementwise: list[ir.Node] = []
     for index, node in enumerate(graph):
         name, op = _node_name(node, index), op_key(node)
         wanted = op in settings.linear_ops or _matches(node, settings.include) is not None
+        between = not wanted and op in settings.elementwise_ops and may_run_on_integers(
+            node, settings.linear_ops, settings.elementwise_ops)
         if op == _FUSED_CONV:
             decisions[name] = NodeDecision(op, "skip", _fused_conv_reason(node))
         elif op == _ATTENTION:
             decisions[name] = NodeDecision(op, "skip", _ATTENTION_REASON)
         elif node in island_of:
             decisions[name] = NodeDecision(op, "skip", island_of[node].reason)
-        elif not wanted:
+        elif not wanted and not between:
             continue
         elif (pattern := _matches(node, settings.exclude)) is not None:
             decisions[name] = NodeDecision(op, "skip", f"excluded: matches '{pattern}'")
         elif not any(_is_float(v) and not is_constant(v) for v in node.inputs):
             decisions[name] = NodeDecision(op, "skip", "no float activation input")
         else:
-            candidates.append(node)
-    return Selection(candidates, decisions)
+            (candidates if wanted else elementwise).append(node)
+    return Selection(candidates, decisions, elementwise)
 
 
 def _fused_conv_reason(node: ir.Node) -> str:
@@ -171,23 +188,9 @@ def _quantized_inputs(node: ir.Node) -> list[ir.Value]:
     return [node.inputs[i] for i in indices if i < len(node.inputs) and _is_float(node.inputs[i])]
 
 
-def _output_quantized(node: ir.Node) -> bool:
-    role = LINEAR_OPS.get(op_key(node))
-    return role.output_quantized if role is not None else True
-
-
-def fused_activation(node: ir.Node) -> ir.Node | None:
-    """The Relu/Clip that alone reads the output of a linear node (QLinearConv absorbs it)."""
-    out = node.outputs[0]
-    uses = out.uses()
-    if op_key(node) not in LINEAR_OPS or len(uses) != 1 or out.is_graph_output() or uses[0].idx != 0:
-        return None
-    return uses[0].node if op_key(uses[0].node) in _FUSABLE_ACTIVATIONS else None
-
-
 def _activations_of(node: ir.Node) -> list[ir.Value]:
     values = [v for v in _quantized_inputs(node) if not is_constant(v)]
-    if _output_quantized(node):
+    if writes_integers(node):
         activation = fused_activation(node)
         output = (activation or node).outputs[0]
         values += [output] if _is_float(output) else []
@@ -198,7 +201,7 @@ def activation_values(selection: Selection) -> list[str]:
     """Names of every activation a candidate may quantize: its inputs, outputs, and their
     scale-preserving neighbours (in graph order, without repeats)."""
     names: dict[str, None] = {}
-    for node in selection.candidates:
+    for node in [*selection.candidates, *selection.elementwise]:
         for value in _activations_of(node):
             names[value.name] = None
             producer = value.producer()
@@ -211,11 +214,11 @@ def activation_values(selection: Selection) -> list[str]:
     return list(names)
 
 
-def _drop_bad_ranges(selection: Selection, ranges: Mapping[str, tuple[float, float]],
-                     settings: PlanSettings) -> list[ir.Node]:
-    """Step 2: candidates whose activations all have sane ranges (the others get a skip decision)."""
+def _drop_bad_ranges(nodes: list[ir.Node], decisions: dict[str, NodeDecision], order: Mapping[ir.Node, int],
+                     ranges: Mapping[str, tuple[float, float]], settings: PlanSettings) -> list[ir.Node]:
+    """Step 2: the ``nodes`` whose activations all have sane ranges (the others get a skip decision)."""
     kept = []
-    for index, node in enumerate(selection.candidates):
+    for node in nodes:
         problem = next((f"override: '{v.name}' is not quantized" for v in (*_quantized_inputs(node), *node.outputs)
                         if settings.overrides.get(v.name) == "skip"), None)
         for value in _activations_of(node):
@@ -227,7 +230,7 @@ def _drop_bad_ranges(selection: Selection, ranges: Mapping[str, tuple[float, flo
                 low, high = ranges[value.name]
                 problem = f"absurd range: '{value.name}' in [{low:.3g}, {high:.3g}]"
         if problem:
-            selection.decisions[_node_name(node, index)] = NodeDecision(op_key(node), "skip", problem)
+            decisions[_node_name(node, order[node])] = NodeDecision(op_key(node), "skip", problem)
         else:
             kept.append(node)
     return kept
@@ -251,7 +254,7 @@ def _extend_through_scale_preserving(graph: ir.Graph, quantized: set[ir.Node], w
         input's parameters).
     """
     shared: dict[ir.Value, ir.Value] = {}
-    fused = {a for node in quantized if _output_quantized(node) and (a := fused_activation(node)) is not None}
+    fused = {a for node in quantized if writes_integers(node) and (a := fused_activation(node)) is not None}
     changed = True
     while changed:
         changed = False
@@ -286,16 +289,24 @@ def _dtype_override(name: str, default: str, overrides: Mapping[str, str]) -> st
 def build_plan(graph: ir.Graph, selection: Selection, ranges: Mapping[str, tuple[float, float]],
                settings: PlanSettings, *, target: str, qdq_domain: str) -> QuantPlan:
     """Steps 2 and 3 (module docstring): the plan for ``graph``."""
-    nodes = _drop_bad_ranges(selection, ranges, settings)
+    order = {node: i for i, node in enumerate(graph)}
+    nodes = _drop_bad_ranges(selection.candidates, selection.decisions, order, ranges, settings)
+    elementwise = _drop_bad_ranges(selection.elementwise, selection.decisions, order, ranges, settings)
     quantized = set(nodes)
     wanted = {v for node in nodes for v in _activations_of(node)}
     shared = _extend_through_scale_preserving(graph, quantized, wanted, ranges)
+    if elementwise:
+        chosen, reasons = integer_elementwise(elementwise, quantized, shared, wanted)
+        selection.decisions.update({_node_name(n, order[n]): NodeDecision(op_key(n), "skip", reason)
+                                    for n, reason in reasons.items()})
+        quantized.update(chosen)
+        wanted.update(v for node in chosen for v in _activations_of(node))
+        shared = _extend_through_scale_preserving(graph, quantized, wanted, ranges)
     plan = QuantPlan(target=target, qdq_domain=qdq_domain)
-    order = {node: i for i, node in enumerate(graph)}
     for node in sorted(quantized, key=order.__getitem__):
         name = _node_name(node, order[node])
         plan.nodes[name] = NodeDecision(op_key(node), "quantize", role="integer")
-        activation = fused_activation(node) if _output_quantized(node) else None
+        activation = fused_activation(node) if writes_integers(node) else None
         if activation is not None:
             plan.nodes[_node_name(activation, order[activation])] = NodeDecision(
                 op_key(activation), "quantize", f"fused into the output of '{name}'", role="fused-activation")

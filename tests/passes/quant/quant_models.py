@@ -108,3 +108,25 @@ def attention_block(seed: int = 0, hidden: int = 16) -> ir.Model:
     h.dtype = ir.DataType.FLOAT  # as shape inference with onnxruntime's contrib schemas types it
     b.output(b.MatMul(h, w_out, _name="mm_out"), "y", "float32", [2, 5, hidden])
     return b.build()
+
+
+def residual_net(seed: int = 0, *, blocks: int = 1, tail: str = "conv") -> ir.Model:
+    """A ResNet in small, with 1x1 Convs: stem Conv -> Relu, ``blocks`` basic blocks
+    ``Relu(conv2(Relu(conv1(h))) + h)``, then ``tail``: ``conv`` (a last Conv), ``sigmoid`` or ``pool``
+    (GlobalAveragePool). Nodes are named ``stem``, ``block<i>_conv1``, ``block<i>_add``... and ``head``."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder(opset=17)
+
+    def conv(h: ir.Value, cin: int, cout: int, name: str) -> ir.Value:
+        w = b.initializer(f"{name}_w", (rng.standard_normal((cout, cin, 1, 1)) / np.sqrt(cin)).astype(np.float32))
+        bias = b.initializer(f"{name}_b", (rng.standard_normal(cout) * 0.1).astype(np.float32))
+        return b.Conv(h, w, bias, _name=name)
+
+    h = b.Relu(conv(b.input("x", "float32", ["N", 4, 5, 5]), 4, 8, "stem"), _name="stem_relu")
+    for i in range(1, blocks + 1):
+        inner = b.Relu(conv(h, 8, 8, f"block{i}_conv1"), _name=f"block{i}_relu1")
+        h = b.Relu(b.Add(conv(inner, 8, 8, f"block{i}_conv2"), h, _name=f"block{i}_add"), _name=f"block{i}_relu2")
+    tails = {"conv": lambda: conv(h, 8, 4, "head"), "sigmoid": lambda: b.Sigmoid(h, _name="head"),
+             "pool": lambda: b.GlobalAveragePool(h, _name="head")}
+    b.output(tails[tail](), "y")
+    return b.build()

@@ -86,7 +86,8 @@ def test_include_adds_an_elementwise_op_and_overrides_set_types():
 
     plan = QuantPlan.from_context(ctx)
     assert plan.nodes["add1"] == plan.nodes["add1"].__class__("Add", "quantize", role="integer")
-    assert plan.values["add1_out"].dtype == "uint8"
+    assert plan.nodes["relu"].role == "fused-activation"  # QLinearAdd writes the Relu's output
+    assert "add1_out" not in plan.values and plan.values["relu_out"].dtype == "uint8"
     assert plan.values["x"].dtype == "int16" and plan.values["relu_out"].symmetric
     assert plan.qdq_domain == "com.microsoft"
 
