@@ -12,6 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import assert_gradients_match, away_from, op_model, shapes
+from onnxsmith.ir.builder import GraphBuilder
+from onnxsmith.passes.train import BuildGradients
+from onnxsmith.verify._session import run_model
 
 FEW = settings(max_examples=5, deadline=None)
 
@@ -29,6 +32,21 @@ ACTIVATIONS = [
 def test_activation_float64(op, attrs, kinks, shape):
     x = away_from(np.random.default_rng(0).uniform(-3, 3, shape), kinks)
     assert_gradients_match(op_model(op, {"x": x}, attrs=attrs))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_gradient_is_the_masked_upstream_gradient(dtype):
+    """``dx = dy`` where ``x > 0`` and exactly 0 elsewhere, at ``x = 0`` too (as torch), bit for bit."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(size=20), np.zeros(4), -np.abs(rng.normal(size=4))]).astype(dtype)
+    dy = rng.normal(size=x.shape).astype(dtype)
+    b = GraphBuilder(opset=18)
+    y = b.Relu(b.initializer("x", x))
+    b.output(b.ReduceSum(b.Mul(y, b.Constant(value=dy)), keepdims=0), "loss")
+    model = b.build()
+    BuildGradients(gradients_only=True).run(model, None)
+    _, dx = run_model(model, {})
+    np.testing.assert_array_equal(dx, np.where(x > 0, dy, dtype(0)))
 
 
 FLOAT32 = [

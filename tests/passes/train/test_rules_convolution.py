@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from conftest import assert_gradients_match, distinct, op_model
 from onnxsmith.ir.builder import GraphBuilder
+from onnxsmith.passes.train import BuildGradients
+from onnxsmith.verify._session import run_model
 
 F32 = "float32"
 
@@ -45,6 +47,47 @@ def test_conv(window, groups, bias):
         params["b"] = rng.normal(size=[filters]).astype(F32)
     attrs = {"strides": strides, "dilations": dilations, "pads": pads, "group": group}
     assert_gradients_match(op_model("Conv", params, attrs=attrs, dtype=F32), dtype=F32)
+
+
+def _direct_weight_gradient(x: np.ndarray, dy: np.ndarray, kernel, strides, dilations, pads, group: int) -> np.ndarray:
+    """``dw[m, c, o] = sum_{n, p} dy[n, m, p] * x_pad[n, c, p*s + o*d]`` within each group, in float64."""
+    rank = len(kernel)
+    x_pad = np.pad(x.astype(np.float64), [(0, 0), (0, 0)] + [(pads[i], pads[i + rank]) for i in range(rank)])
+    filters, c_group = dy.shape[1], x.shape[1] // group
+    m_group = filters // group
+    dw = np.zeros([filters, c_group, *kernel])
+    for offset in np.ndindex(*kernel):
+        window = tuple(slice(o * d, o * d + s * (size - 1) + 1, s)
+                       for o, d, s, size in zip(offset, dilations, strides, dy.shape[2:]))
+        patch = x_pad[(slice(None), slice(None), *window)].reshape(len(x), x.shape[1], -1)
+        for g in range(group):
+            dw[(slice(g * m_group, (g + 1) * m_group), slice(None), *offset)] = np.einsum(
+                "nmp,ncp->mc", dy[:, g * m_group:(g + 1) * m_group].reshape(len(x), m_group, -1),
+                patch[:, g * c_group:(g + 1) * c_group])
+    return dw
+
+
+@settings(max_examples=15, deadline=None)
+@given(window=windows(), groups=st.sampled_from(["one", "two", "depthwise"]))
+def test_conv_weight_gradient_equals_direct_correlation(window, groups):
+    """The weight gradient, exactly as the definition sums it (tighter than finite differences)."""
+    rank, kernel, strides, dilations, pads, size = window
+    group = {"one": 1, "two": 2, "depthwise": 4}[groups]
+    filters = {"one": 3, "two": 4, "depthwise": 4}[groups]
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=[3, 4, *size]).astype(F32)
+    out = [(n + p + q - d * (k - 1) - 1) // s + 1
+           for n, k, s, d, p, q in zip(size, kernel, strides, dilations, pads[:rank], pads[rank:])]
+    dy = rng.normal(size=[3, filters, *out]).astype(F32)
+    b = GraphBuilder(opset=18)
+    w = b.initializer("w", rng.normal(size=[filters, 4 // group, *kernel]).astype(F32))
+    y = b.Conv(b.Constant(value=x), w, strides=strides, dilations=dilations, pads=pads, group=group)
+    b.output(b.ReduceSum(b.Mul(y, b.Constant(value=dy)), keepdims=0), "loss")
+    model = b.build()
+    BuildGradients(gradients_only=True).run(model, None)
+    _, dw = run_model(model, {})
+    expected = _direct_weight_gradient(x, dy, kernel, strides, dilations, pads, group)
+    np.testing.assert_allclose(dw, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])

@@ -3,7 +3,9 @@
 Where the derivative is a function of the output, the rule reads the output (``y``), so the
 forward input need not stay alive and onnxruntime can still fuse the forward op.
 
-- Relu: ``dx = Where(y > 0, dy, 0)``;  LeakyRelu(alpha): ``dx = Where(x > 0, dy, alpha * dy)``;
+- Relu: ``dx = dy * Cast(y > 0)`` (onnxruntime's CPU Where with a broadcast scalar runs ~10x
+  slower than Greater, Cast and Mul together; only a non-finite ``dy`` where ``y <= 0`` differs
+  from the Where form: it stays NaN instead of becoming 0);  LeakyRelu(alpha): ``dx = Where(x > 0, dy, alpha * dy)``;
 - Sigmoid: ``dx = dy * y * (1 - y)``;  Tanh: ``dx = dy * (1 - y * y)``;
 - Erf: ``dx = dy * 2 / sqrt(pi) * exp(-x * x)``;
 - Gelu (exact): ``dx = dy * (Phi(x) + x * phi(x))`` with the normal cdf ``Phi`` and pdf ``phi``;
@@ -31,8 +33,8 @@ Grads = Sequence[ir.Value | None]
 @gradient("Relu")
 def relu(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
     y = node.outputs[0]
-    zero = ctx.scalar(0.0, y)
-    return [ctx.op("Where", ctx.op("Greater", y, zero), output_grads[0], zero)]
+    mask = ctx.op("Cast", ctx.op("Greater", y, ctx.scalar(0.0, y)), to=ctx.dtype(y))
+    return [ctx.op("Mul", output_grads[0], mask)]
 
 
 @gradient("LeakyRelu")
