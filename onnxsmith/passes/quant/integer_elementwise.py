@@ -49,12 +49,13 @@ from onnxsmith.passes.quant.op_roles import (
 __all__ = ["integer_elementwise", "may_run_on_integers"]
 
 
-def may_run_on_integers(node: ir.Node, linear_ops: Collection[str], elementwise_ops: Collection[str]) -> bool:
+def may_run_on_integers(node: ir.Node, linear_ops: Collection[str], elementwise: Collection[ir.Node]) -> bool:
     """Whether every input of ``node`` *could* be integer data, from the graph alone (before ranges).
 
     Looks through scale-preserving ops and a Relu/Clip to the producing op: one of ``linear_ops``
-    writing integers (Conv), or one of ``elementwise_ops``. It lets calibration observe only the
-    element-wise ops that :func:`integer_elementwise` may choose.
+    writing integers (Conv), or a node of ``elementwise`` (the element-wise nodes before ``node``
+    that passed this test). It lets calibration observe only the element-wise ops that
+    :func:`integer_elementwise` may choose.
     """
     def source(value: ir.Value | None) -> ir.Node | None:
         producer = value.producer() if value is not None else None
@@ -68,7 +69,7 @@ def may_run_on_integers(node: ir.Node, linear_ops: Collection[str], elementwise_
         if producer is None:
             return False
         op = op_key(producer)
-        return op in elementwise_ops or (op in linear_ops and LINEAR_OPS[op].output_quantized)
+        return producer in elementwise or (op in linear_ops and LINEAR_OPS[op].output_quantized)
 
     return bool(node.inputs) and all(integer_op(source(v)) for v in node.inputs)
 

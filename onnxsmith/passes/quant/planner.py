@@ -154,7 +154,7 @@ def select_nodes(graph: ir.Graph, settings: PlanSettings) -> Selection:
         name, op = _node_name(node, index), op_key(node)
         wanted = op in settings.linear_ops or _matches(node, settings.include) is not None
         between = not wanted and op in settings.elementwise_ops and may_run_on_integers(
-            node, settings.linear_ops, settings.elementwise_ops)
+            node, settings.linear_ops, elementwise)
         if op == _FUSED_CONV:
             decisions[name] = NodeDecision(op, "skip", _fused_conv_reason(node))
         elif op == _ATTENTION:

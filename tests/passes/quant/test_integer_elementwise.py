@@ -16,6 +16,7 @@ from quant_models import quantize as quantize_model
 from onnxsmith.codegen import ep_check, get_target
 from onnxsmith.ir import GraphBuilder
 from onnxsmith.passes.quant import QuantPlan
+from onnxsmith.passes.quant.planner import PlanSettings, select_nodes
 from onnxsmith.passes.quant.qdq_nodes import constant_array, params_for_spec
 from onnxsmith.verify._session import make_session, run_model
 
@@ -83,6 +84,20 @@ def test_add_after_a_kernel_writing_floats_is_not_even_calibrated():
     _, plan = quantize_model(model, samples(model), "annotate-quant")
 
     assert "residual" not in plan.nodes and "add1" not in plan.nodes
+
+
+def test_element_wise_candidates_need_integer_sources_all_the_way_up():
+    b = GraphBuilder(opset=17)
+    h = b.Conv(b.input("x", "float32", [1, 2, 4, 4]), b.initializer("w", np.ones((2, 2, 1, 1), np.float32)))
+    mean = b.ReduceMean(h, b.const(np.array([1], np.int64)), _name="mean")
+    square = b.Mul(mean, mean, _name="square")
+    b.output(b.Mul(square, square, _name="fourth"), "y")
+    settings = PlanSettings(linear_ops=frozenset({"Conv"}), activation_dtype="uint8", weight_dtype="int8",
+                            symmetric_activations=False, elementwise_ops=frozenset({"Mul"}))
+
+    selection = select_nodes(b.build().graph, settings)
+
+    assert selection.elementwise == []  # 'fourth' reads a Mul, but one whose input is a float ReduceMean
 
 
 def test_generic_target_keeps_the_add_float():
