@@ -291,6 +291,11 @@ def _train_arguments(parser: _Parser) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=0, metavar="N", help="also checkpoint every N steps")
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     parser.add_argument("--eval-data", metavar="PATH", help="held-out rows (with labels) evaluated after each epoch")
+    parser.add_argument("--qat", action="store_true",
+                        help="quantization-aware training of a QDQ model (from --passes cleanup,qdq): train the "
+                             "float weights through the fake quantization, write the QDQ model with folded scales")
+    parser.add_argument("--weight-bits", type=int, choices=(4, 8), default=None,
+                        help="with --qat: re-quantize the weights to int4 first (needs opset 21)")
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -321,6 +326,8 @@ def _check_train_arguments(parser: _Parser, args: argparse.Namespace) -> None:
         parser.error("--warmup goes with --schedule cosine")
     if min(args.epochs, args.batch_size) < 1 or min(args.warmup, args.checkpoint_every) < 0:
         parser.error("--epochs and --batch-size must be >= 1, --warmup and --checkpoint-every >= 0")
+    if args.weight_bits and not args.qat:
+        parser.error("--weight-bits goes with --qat")
     if os.path.abspath(args.model) == os.path.abspath(args.output):
         parser.error("OUT is the input model; give another path (the input is never modified)")
 
@@ -481,7 +488,7 @@ def _run_quant_report(args: argparse.Namespace) -> int:
 def _run_train(args: argparse.Namespace) -> int:
     from onnxsmith.ir import load, save
     from onnxsmith.report import to_json
-    from onnxsmith.train import ProgressBar, TrainConfig, train
+    from onnxsmith.train import ProgressBar, TrainConfig, qat, train
 
     config = TrainConfig(loss=[args.loss], output=args.model_output, optimizer=args.optimizer, lr=args.lr,
                          epochs=args.epochs, batch_size=args.batch_size,
@@ -491,8 +498,10 @@ def _run_train(args: argparse.Namespace) -> int:
                          checkpoint_every=args.checkpoint_every)
     progress = None if args.json or args.quiet else ProgressBar(sys.stderr)
     try:
-        outcome = train(load(args.model), args.data, config, labels=args.labels, checkpoint=args.checkpoint,
-                        resume=args.resume, eval_data=args.eval_data, on_step=progress)
+        extra = {"weight_bits": args.weight_bits} if args.qat else {}
+        outcome = (qat if args.qat else train)(load(args.model), args.data, config, labels=args.labels,
+                                               checkpoint=args.checkpoint, resume=args.resume,
+                                               eval_data=args.eval_data, on_step=progress, **extra)
     finally:
         if progress is not None:
             progress.close()

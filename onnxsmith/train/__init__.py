@@ -17,6 +17,7 @@ from onnxsmith.train.dataset import Dataset
 from onnxsmith.train.evaluate import Evaluator
 from onnxsmith.train.fit import TrainConfig, TrainOutcome, train, training_graph
 from onnxsmith.train.progress import ProgressBar
+from onnxsmith.train.qat import fake_quant_form, fold_fake_quant, qat
 from onnxsmith.train.schedules import SCHEDULES, Schedule
 from onnxsmith.train.trainer import FitResult, StepInfo, Trainer, TrainingError, TrainingInterrupted
 from onnxsmith.train.writeback import write_back
@@ -35,7 +36,10 @@ __all__ = [
     "Trainer",
     "TrainingError",
     "TrainingInterrupted",
+    "fake_quant_form",
+    "fold_fake_quant",
     "load_checkpoint",
+    "qat",
     "save_checkpoint",
     "train",
     "training_graph",

@@ -127,6 +127,9 @@ class Trainer:
         self._device = "cuda" if provider == _CUDA else "cpu"
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # Fake quantization is part of what is trained: onnxruntime must not propagate or fuse the
+        # Q/DQ pairs (its QDQ propagation even breaks on the backward graph's Slices).
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
         if threads:
             options.intra_op_num_threads = threads
         try:

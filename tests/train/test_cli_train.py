@@ -90,3 +90,18 @@ def test_missing_data_and_same_output_are_refused(files, capsys):
     assert code == 2 and "training data not found" in err
     code, _, err = run(capsys, "train", files / "mlp.onnx", files / "mlp.onnx", "--data", files / "train.npz")
     assert code == 2 and "OUT is the input model" in err
+
+
+def test_qat_flag_writes_a_qdq_model_with_int4_weights(qdq, blobs, tmp_path, capsys):
+    import onnx_ir as ir
+
+    save(qdq, tmp_path / "qdq.onnx")
+    np.savez(tmp_path / "train.npz", **blobs)
+    code, out, err = run(capsys, "train", tmp_path / "qdq.onnx", tmp_path / "qat.onnx", "--data", tmp_path / "train.npz",
+                         "--qat", "--weight-bits", "4", "--epochs", "2", "--lr", "0.01", "-q")
+    assert code == 0, err
+    types = {v.dtype for v in load(tmp_path / "qat.onnx").graph.initializers.values()}
+    assert {ir.DataType.INT4, ir.DataType.INT32} <= types
+    code, _, err = run(capsys, "train", tmp_path / "qdq.onnx", tmp_path / "x.onnx", "--data", tmp_path / "train.npz",
+                       "--weight-bits", "4")
+    assert code == 2 and "--weight-bits goes with --qat" in err
