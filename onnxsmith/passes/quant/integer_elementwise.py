@@ -27,8 +27,8 @@ until none does. In ResNet's chain of residual blocks the last Add feeds the flo
 GlobalAveragePool and stays float; every Add before it runs on integers, and the last one reads
 its neighbour's output through a DequantizeLinear.
 
-Numerically the op adds one rounding, ``scale / 2`` of its output, to the roundings of its inputs
-it has in float too (they are quantized for the Convs that read them).
+Error bound: the op reads each input quantized (``s_in / 2`` per element, where a float op could
+read an exact value) and rounds its output (``s_out / 2``); a fused Relu/Clip is 1-Lipschitz.
 """
 
 from __future__ import annotations
