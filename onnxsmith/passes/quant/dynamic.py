@@ -26,6 +26,11 @@ weight scheme of the options; only the gathered rows are dequantized
 (:mod:`~onnxsmith.passes.quant.embedding`): per row as ``com.microsoft::GatherBlockQuantized`` on
 targets that run it (``cpu``), else ``Gather -> Cast -> Mul`` by the gathered row scales; per
 tensor as ``Gather -> DequantizeLinear``. Their error is ``|E - E'| <= s_row / 2`` elementwise.
+A fused ``com.microsoft::EmbedLayerNormalization`` (from ``fuse``) gets its tables quantized too
+(:mod:`~onnxsmith.passes.quant.embed_layer_norm`): per row, it is un-fused into those lookups and
+a ``SkipLayerNormalization`` (measured closer to fp32, within the latency noise); per tensor it becomes
+``com.microsoft::QEmbedLayerNormalization`` (tables, gamma and beta asymmetric 8-bit per tensor,
+the operator's contract and onnxruntime's form).
 
 Only float32 weights are quantized (the ops' inputs share one type, so ``A`` is float32 too; its
 type need not be inferred). Gemm is handled when ``transA = 0``: ``alpha`` is folded into the
@@ -39,16 +44,17 @@ Error bound: ``|A - A'| <= s_a / 2`` and ``|W - W'| <= s_w / 2`` elementwise (ro
     |Y - Y'| <= s_a / 2 * sum_k |W[k, n]| + sum_k (|A[m, k]| + s_a / 2) * s_w[n] / 2
 
 that is at most ``max|A| / 255 * sum_k |W[k, n]| + max_k |W[k, n]| / 254 * sum_k (|A[m, k]| + s_a / 2)``
-for narrow symmetric int8 weights per column. The bound depends on the data, so ``tolerance`` (used by ``--verify numeric`` on random unit-scale inputs)
-is a typical-case figure; the tests check the bound itself.
+for narrow symmetric int8 weights per column. The bound depends on the data, so ``tolerance`` (used
+by ``--verify numeric`` on random unit-scale inputs) is a typical-case figure; the tests check the
+bound itself.
 
 Conv is not quantized dynamically: onnxruntime runs it as ``ConvInteger`` plus a separate
 ``DynamicQuantizeLinear`` and float rescaling, which measured 3.2x slower than float on magika
 (../shared/QUANT-NOTES.md); static quantization (``qdq``) is the way to quantize convolutions.
-Options: ``op-types`` (MatMul, Gemm, Attention, Gather), ``per-channel`` (default true: the largest
-fidelity lever measured, at no speed cost), ``weight-dtype`` (int8 or uint8), ``symmetric``
-(default true; int8 weights are then narrow, in [-127, 127]), ``include`` / ``exclude`` (regular
-expressions on node names or op types) and ``explain``.
+Options: ``op-types`` (MatMul, Gemm, Attention, Gather, EmbedLayerNormalization), ``per-channel``
+(default true: the largest fidelity lever measured, at no speed cost), ``weight-dtype`` (int8 or
+uint8), ``symmetric`` (default true; int8 weights are then narrow, in [-127, 127]), ``include`` /
+``exclude`` (regular expressions on node names or op types) and ``explain``.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ from onnxsmith.codegen.targets import target_of
 from onnxsmith.passes.base import Pass, PassContext, PassResult, Tolerance
 from onnxsmith.passes.quant._apply import apply_traced
 from onnxsmith.passes.quant._select import NodeSelection
+from onnxsmith.passes.quant.embed_layer_norm import EmbedLayerNormForms, embed_layer_norm_rule
 from onnxsmith.passes.quant.embedding import (
     TableScheme,
     gather_block_quantized,
@@ -89,7 +96,7 @@ from onnxsmith.passes.rewrite import ShapePolicy as S
 __all__ = ["DynamicOptions", "QuantizeDynamic"]
 
 MS_DOMAIN = "com.microsoft"
-SUPPORTED_OPS = ("MatMul", "Gemm", "Attention", "Gather")
+SUPPORTED_OPS = ("MatMul", "Gemm", "Attention", "Gather", "EmbedLayerNormalization")
 
 _FLOAT = ir.DataType.FLOAT
 _WEIGHT_DTYPES = {"int8": ir.DataType.INT8, "uint8": ir.DataType.UINT8}
@@ -130,6 +137,8 @@ class _Plan:
     fused_matmul: bool  # com.microsoft::DynamicQuantizeMatMul
     attention: bool  # com.microsoft::QAttention
     gather_blocks: bool  # com.microsoft::GatherBlockQuantized
+    quantized_embed: bool  # com.microsoft::QEmbedLayerNormalization
+    skip_layer_norm: bool  # com.microsoft::SkipLayerNormalization
 
     def weight(self, w: np.ndarray) -> tuple[np.ndarray, QuantParams]:
         """``W [K, N]`` quantized per column (axis 1) or per tensor."""
@@ -150,6 +159,12 @@ class _Plan:
         if self.gather_blocks:
             return gather_block_quantized(op, name, table, ids, self.table)
         return gather_scaled_rows(op, name, table, ids, self.table)
+
+    @property
+    def embed_layer_norm(self) -> EmbedLayerNormForms:
+        """EmbedLayerNormalization: un-fused per row (per-channel), QEmbedLayerNormalization per tensor."""
+        return EmbedLayerNormForms(per_row=self.per_channel, dtype=self.weight_dtype, lower=self.lower_gather,
+                                   quantized_kernel=self.quantized_embed, skip_layer_norm=self.skip_layer_norm)
 
 
 def _weight_inputs(op: RewriterContext, name: str, q: np.ndarray, params: QuantParams) -> tuple[ir.Value, ...]:
@@ -287,7 +302,8 @@ def _rules(plan: _Plan) -> RuleSet:
         return result if outputs == 1 else list(result)
 
     rules = [dynamic_matmul, dynamic_gemm, dynamic_attention,
-             gather_rule("dynamic-gather", plan.selection, plan.lower_gather)]
+             gather_rule("dynamic-gather", plan.selection, plan.lower_gather),
+             embed_layer_norm_rule("dynamic-embed-layer-norm", plan.selection.why_not, plan.embed_layer_norm)]
     if plan.fused_matmul:
         rules.insert(2, dynamic_matmul_bias)
     return RuleSet(rules)
@@ -313,5 +329,7 @@ class QuantizeDynamic(Pass):
             fused_matmul=target.supports_op(MS_DOMAIN, "DynamicQuantizeMatMul", 1),
             attention=target.supports_op(MS_DOMAIN, "QAttention", 1),
             gather_blocks=target.supports_op(MS_DOMAIN, "GatherBlockQuantized", 1),
+            quantized_embed=target.supports_op(MS_DOMAIN, "QEmbedLayerNormalization", 1),
+            skip_layer_norm=target.supports_op(MS_DOMAIN, "SkipLayerNormalization", 1),
         )
         return apply_traced(self.name, model, _rules(plan), ctx, explain=options.explain)

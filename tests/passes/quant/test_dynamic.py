@@ -45,7 +45,7 @@ g (float[3,2] x) => (float[3,2] y) <float[2] b = {{0.25, -1.0}}, {QUANTIZED_WEIG
   [add_DynamicQuantizeMatMul] y = com.microsoft.DynamicQuantizeMatMul(x, w_quantized, w_scale, w_zero_point, b)
 }}""")
     assert record.stats["applied"] == {"dynamic-matmul": 1, "dynamic-gemm": 0, "dynamic-matmul-bias": 1,
-                                       "dynamic-attention": 0, "dynamic-gather": 0}
+                                       "dynamic-attention": 0, "dynamic-gather": 0, "dynamic-embed-layer-norm": 0}
 
 
 def test_generic_matmul_is_standard_integer_arithmetic():
