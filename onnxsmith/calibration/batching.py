@@ -8,8 +8,11 @@ them. The rows per run therefore bound the memory of collection:
 
 where ``bytes_per_row`` is *measured*, not estimated from declared shapes (which exporters
 often leave symbolic or drop): one probe run on the first row of the first sample, with the
-values the collection will expose, divides the bytes of its outputs by its rows. The probe's
-outputs are dropped (observers never see them, so ranges do not depend on the probe), and a
+values the collection will expose, divides the bytes of its outputs by its rows. Values reduced
+inside the graph (:mod:`onnxsmith.calibration.reductions`) count with their full size too (the
+probe fetches their ``Size``): they no longer leave onnxruntime, but their bytes stand for
+onnxruntime's working memory of the run, which holds each of them while it is reduced. The
+probe's outputs are dropped (observers never see them, so ranges do not depend on the probe), and a
 sample that cannot be sliced (static leading dimension, unequal leading sizes) runs as given.
 
 Splitting a sample never changes a range: histograms and extremes are order- and
@@ -22,7 +25,7 @@ typically of the same order as the exposed values of the same rows.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from onnxsmith.calibration.readers import Sample
@@ -42,17 +45,25 @@ def rows_for_budget(bytes_per_row: float, budget_mb: float) -> int:
     return max(1, int(budget_mb * 2**20 // max(bytes_per_row, 1.0)))
 
 
-def measure_bytes_per_row(session: Any, names: Sequence[str], validator: SampleValidator, sample: Sample) -> float:
+def measure_bytes_per_row(session: Any, names: Sequence[str], validator: SampleValidator, sample: Sample,
+                          sized: Mapping[str, int] | None = None) -> float:
     """Bytes of the ``names`` outputs per row, from one run on the first row of ``sample``.
+
+    ``sized`` maps the names of ``Size`` outputs (element counts of values reduced in the graph,
+    :mod:`onnxsmith.calibration.reductions`) to their values' bytes per element: those values
+    count as if they were exposed.
 
     Raises:
         UnsupportedError: onnxruntime fails on the sample.
     """
+    sized = dict(sized or {})
     feed = next(validator.with_batch_size(1).feeds(sample))
     first = next(iter(feed.values()), None)
     rows = int(first.shape[0]) if first is not None and first.ndim else 1
     try:
-        outputs = session.run(list(names), feed)
+        outputs = session.run([*names, *sized], feed)
     except Exception as e:  # onnxruntime raises its own exception types
         raise UnsupportedError(f"onnxruntime failed on {sample.label}: {first_line(e)}") from e
-    return sum(int(o.nbytes) for o in outputs) / max(rows, 1)
+    exposed = sum(int(o.nbytes) for o in outputs[:len(names)])
+    reduced = sum(int(size) * itemsize for size, itemsize in zip(outputs[len(names):], sized.values()))
+    return (exposed + reduced) / max(rows, 1)

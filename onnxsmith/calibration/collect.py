@@ -7,7 +7,10 @@ optimizations, so every value keeps its name, with a configurable number of thre
 
 Each run's outputs go to the observers and are dropped before the next run, so memory is one
 run's exposed activations plus O(values x histogram bins), never O(samples x activations).
-Graph inputs are observed from the feeds directly.
+Graph inputs are observed from the feeds directly. MinMax values are not exposed at all: the
+graph reduces them to their extremes itself (:mod:`onnxsmith.calibration.reductions`), so a run
+returns a few scalars per value. The session shares the model's large weights instead of
+copying them (:mod:`onnxsmith.calibration.session`).
 
 ``memory_budget_mb`` (default :data:`~onnxsmith.calibration.batching.DEFAULT_MEMORY_BUDGET_MB`)
 bounds the first term. Unless the caller fixes ``batch_size``, each session first measures the
@@ -37,11 +40,12 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxsmith.calibration.batching import DEFAULT_MEMORY_BUDGET_MB, measure_bytes_per_row, rows_for_budget
-from onnxsmith.calibration.observers import Observer
+from onnxsmith.calibration.observers import MinMaxObserver, Observer
 from onnxsmith.calibration.readers import DataSource, Sample
+from onnxsmith.calibration.reductions import Reduction, plan_reductions, reductions_added
+from onnxsmith.calibration.session import calibration_session
 from onnxsmith.calibration.validate import RunPlan, SampleValidator
 from onnxsmith.errors import DataInputError, OnnxsmithError, UnsupportedError, first_line
-from onnxsmith.verify._session import make_session
 
 __all__ = ["CollectionStats", "Progress", "ProgressCallback", "collect", "estimate_bytes", "plan_chunks"]
 
@@ -208,13 +212,15 @@ def collect(model: ir.Model, source: DataSource, observers: Mapping[str, Observe
     stats = CollectionStats(chunks=[[v.name for v in c] for c in chunks])
     if len(chunks) > 1:
         logger.info("calibrating %d values in %d passes over the data", len(exposed), len(chunks))
+    taken = set(values) | set(graph.initializers)
     for index, chunk in enumerate(chunks):
-        names, session = _open_session(model, chunk, threads, stats)
+        reductions, exposed_here = plan_reductions(chunk, observers, taken)
+        names, session = _open_session(model, exposed_here, reductions, threads, stats)
         targets = {name: observers[name] for name in names}
         if index == 0:  # graph inputs are observed from the feeds, once
             targets.update({name: observers[name] for name in observers if name in input_names})
-
-        pass_ = _Pass(session, names, targets, validator, memory_budget_mb if auto_rows else None, plans,
+        reduced = _Reduced(model, reductions, {r.value: observers[r.value] for r in reductions}, threads)
+        pass_ = _Pass(session, names, targets, reduced, validator, memory_budget_mb if auto_rows else None, plans,
                       progress, index, len(chunks))
         stats.runs, stats.samples = pass_.read(source)
         stats.rows_per_run.append(pass_.validator.batch_size)
@@ -222,20 +228,57 @@ def collect(model: ir.Model, source: DataSource, observers: Mapping[str, Observe
     return stats
 
 
+class _Reduced:
+    """The values one session reduces in the graph: feeding their observers, flagged runs."""
+
+    def __init__(self, model: ir.Model, reductions: Sequence[Reduction], observers: Mapping[str, MinMaxObserver],
+                 threads: int) -> None:
+        self.model, self.reductions, self.observers, self.threads = model, reductions, observers, threads
+        self.outputs = [name for r in reductions for name in r.outputs]
+        self.sized = {r.outputs[3]: r.itemsize for r in reductions}
+        self._fallback: Any = None
+
+    def feed(self, results: Mapping[str, np.ndarray], feed: Mapping[str, np.ndarray], label: str) -> None:
+        """Feeds the observers from one run's ``results``; flagged values are fetched whole from ``feed``."""
+        flagged = []
+        for r in self.reductions:
+            low, high, total, size = (results[name] for name in r.outputs)
+            if r.finite(low, high, total):
+                self.observers[r.value].update_extremes(low, high, int(size), r.axis)
+            else:
+                flagged.append(r.value)
+        if flagged:
+            for name, array in zip(flagged, self._run_fallback(flagged, feed, label)):
+                self.observers[name].update(array)
+
+    def _run_fallback(self, names: list[str], feed: Mapping[str, np.ndarray], label: str) -> list[np.ndarray]:
+        """The arrays of ``names`` on ``feed`` from a session exposing every reduced value (built once)."""
+        if self._fallback is None:
+            logger.debug("non-finite or overflowing values in %s: exposing %s", label, names)
+            values = {v.name: v for n in self.model.graph for v in n.outputs}
+            with _exposed(self.model, [values[r.value] for r in self.reductions]):
+                self._fallback = calibration_session(self.model, threads=self.threads)
+        try:
+            return self._fallback.run(names, feed)
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise UnsupportedError(f"onnxruntime failed on {label}: {first_line(e)}") from e
+
+
 class _Pass:
     """One pass over the data with one session: rows per run, feeding, progress."""
 
-    def __init__(self, session: Any, names: Sequence[str], targets: Mapping[str, Observer],
+    def __init__(self, session: Any, names: Sequence[str], targets: Mapping[str, Observer], reduced: _Reduced,
                  validator: SampleValidator, budget_mb: float | None, plans: Sequence[RunPlan],
                  progress: ProgressCallback | None, chunk: int, num_chunks: int) -> None:
-        self.session, self.names, self.targets = session, names, targets
+        self.session, self.names, self.targets, self.reduced = session, names, targets, reduced
+        self.fetch = [*names, *reduced.outputs]
         self.validator, self.budget_mb, self.plans = validator, budget_mb, plans
         self.progress, self.chunk, self.num_chunks = progress, chunk, num_chunks
         self.runs_total = sum(p.runs for p in plans) if plans else None
 
     def _size_runs(self, sample: Sample) -> None:
         """Picks the rows per run from a one-row probe of ``sample`` (the first one)."""
-        per_row = measure_bytes_per_row(self.session, self.names, self.validator, sample)
+        per_row = measure_bytes_per_row(self.session, self.names, self.validator, sample, self.reduced.sized)
         rows = rows_for_budget(per_row, self.budget_mb)
         logger.info("calibration runs take up to %d rows (%.1f MiB of exposed values per row, %.0f MiB budget)",
                     rows, per_row / 2**20, self.budget_mb)
@@ -247,15 +290,16 @@ class _Pass:
         """Reads the data once, feeding the targets; returns the number of runs and rows."""
         runs = rows = 0
         for sample in source:
-            if runs == 0 and self.budget_mb is not None and self.names:
+            if runs == 0 and self.budget_mb is not None and self.fetch:
                 self._size_runs(sample)
             for feed in self.validator.feeds(sample):
                 observed = dict(feed)
-                if self.names:
+                if self.fetch:
                     try:
-                        observed.update(zip(self.names, self.session.run(self.names, feed)))
+                        observed.update(zip(self.fetch, self.session.run(self.fetch, feed)))
                     except Exception as e:  # onnxruntime raises its own exception types
                         raise UnsupportedError(f"onnxruntime failed on {sample.label}: {first_line(e)}") from e
+                    self.reduced.feed(observed, feed, sample.label)
                 for name, observer in self.targets.items():
                     observer.update(observed[name])
                 del observed  # this run's activations go before the next run
@@ -268,12 +312,14 @@ class _Pass:
         return runs, rows
 
 
-def _open_session(model: ir.Model, chunk: Sequence[ir.Value], threads: int, stats: CollectionStats):
-    """A session exposing ``chunk``; returns the float value names to fetch and the session."""
-    if not chunk:
+def _open_session(model: ir.Model, chunk: Sequence[ir.Value], reductions: Sequence[Reduction], threads: int,
+                  stats: CollectionStats):
+    """A session exposing ``chunk`` and computing ``reductions``; returns the float value names to
+    fetch and the session."""
+    if not chunk and not reductions:
         return [], None
-    with _exposed(model, chunk):
-        session = make_session(model, threads=threads)
+    with _exposed(model, chunk), reductions_added(model, reductions):
+        session = calibration_session(model, threads=threads)
     types = {o.name: o.type for o in session.get_outputs()}
     names = []
     for value in chunk:

@@ -88,8 +88,7 @@ class MinMaxObserver(Observer):
         if values.size == 0 or (finite is not None and not finite.any()):
             return
         if self.low is None:  # first data: fix the channel axis
-            rank = values.ndim
-            self.resolved_axis = self.axis % rank if self.axis is not None and -rank <= self.axis < rank else None
+            self.resolved_axis = self.axis_for(values.ndim)
         if self.resolved_axis is not None:
             channels = values.shape[self.resolved_axis]
             moved = np.moveaxis(values, self.resolved_axis, 0).reshape(channels, -1)
@@ -98,6 +97,35 @@ class MinMaxObserver(Observer):
             if self.low is not None and np.shape(self.low) != low.shape:
                 raise ValueError(f"channel count changed from {np.size(self.low)} to {low.size} "
                                  f"along axis {self.resolved_axis}")
+        self._combine(low, high)
+
+    def axis_for(self, rank: int) -> int | None:
+        """The channel axis of values of rank ``rank``, non-negative (None: the value is per tensor)."""
+        axis = self.axis
+        return axis % rank if axis is not None and -rank <= axis < rank else None
+
+    def update_extremes(self, low: float | np.ndarray, high: float | np.ndarray, count: int,
+                        channel_axis: int | None) -> None:
+        """Takes one update's extremes, computed elsewhere, of ``count`` elements, all of them finite.
+
+        ``low``/``high`` are scalars (``channel_axis`` None), or one per channel along
+        ``channel_axis`` (:meth:`axis_for` the array's rank). The result is the one :meth:`update`
+        gives on the array itself.
+        """
+        self.count += int(count)
+        if count == 0:
+            return
+        if self.low is None:
+            self.resolved_axis = channel_axis
+        if self.resolved_axis is None:
+            low, high = float(low), float(high)
+        else:
+            low, high = np.asarray(low, np.float64).reshape(-1), np.asarray(high, np.float64).reshape(-1)
+            if self.low is not None and np.shape(self.low) != low.shape:
+                raise ValueError(f"channel count changed from {np.size(self.low)} to {low.size} "
+                                 f"along axis {self.resolved_axis}")
+        self.observed_min = min(self.observed_min, float(np.min(low)))
+        self.observed_max = max(self.observed_max, float(np.max(high)))
         self._combine(low, high)
 
     def _combine(self, low: float | np.ndarray, high: float | np.ndarray) -> None:

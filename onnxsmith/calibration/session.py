@@ -1,0 +1,113 @@
+"""The calibration session: onnxruntime reads the model's weights where the IR holds them.
+
+Building a session from serialized bytes (``ir.to_proto(model).SerializeToString()``) puts the
+weights in memory four times at once: the IR's tensors, the ``ModelProto``, its bytes, and the
+tensors onnxruntime builds from them. :func:`calibration_session` keeps one copy besides the IR:
+
+* every large main-graph initializer (at least :data:`SHARED_MIN_BYTES`, a plain numpy dtype, not
+  a graph input) is handed to onnxruntime as a *shared initializer*
+  (``SessionOptions.add_initializer``) over the array the IR tensor gives, which onnxruntime
+  uses in place;
+* the model onnxruntime parses stores those tensors as external data pointing into a sparse
+  placeholder file (no disk blocks, never read): onnxruntime checks that the file exists before
+  it looks the shared initializers up. The model and the placeholder live in a temporary folder
+  only while the session is built;
+* weight prepacking is off (``session.disable_prepacking``), since prepacking copies every
+  MatMul/Conv weight into a packed buffer and cannot release a shared one.
+
+The arrays stay alive as long as the session (an attribute of it). They are read at every run,
+so the model's tensors must not be modified in place while the session is used (calibration
+never does). Smaller tensors, other dtypes and subgraph initializers stay inline in the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxsmith.errors import UnsupportedError, first_line
+from onnxsmith.verify._session import make_session, session_options
+
+__all__ = ["SHARED_MIN_BYTES", "calibration_session"]
+
+#: Initializers of at least this many bytes are shared with onnxruntime instead of serialized.
+SHARED_MIN_BYTES = 64 * 1024
+
+_PLACEHOLDER = "shared-initializers.bin"
+_SHAREABLE_KINDS = frozenset("biuf")  # bool, signed, unsigned, float
+
+
+def _shareable(model: ir.Model) -> dict[str, np.ndarray]:
+    """The main-graph initializers to share, by name, as C-contiguous arrays."""
+    inputs = {v.name for v in model.graph.inputs}
+    arrays: dict[str, np.ndarray] = {}
+    for name, value in model.graph.initializers.items():
+        tensor = value.const_value
+        if tensor is None or name in inputs or tensor.nbytes < SHARED_MIN_BYTES:
+            continue
+        array = tensor.numpy()
+        if array.dtype.kind in _SHAREABLE_KINDS and array.dtype.isnative and array.size:
+            arrays[name] = np.ascontiguousarray(array)
+    return arrays
+
+
+@contextlib.contextmanager
+def _placeholders(model: ir.Model, arrays: dict[str, np.ndarray]) -> Iterator[int]:
+    """Temporarily replaces the shared tensors by external references into the placeholder file.
+
+    Yields the placeholder file's size in bytes.
+    """
+    originals: dict[str, Any] = {}
+    offset = 0
+    try:
+        for name, array in arrays.items():
+            value = model.graph.initializers[name]
+            originals[name] = value.const_value
+            value.const_value = ir.ExternalTensor(_PLACEHOLDER, offset, array.nbytes, value.const_value.dtype,
+                                                  shape=value.const_value.shape, name=name)
+            offset += array.nbytes
+        yield offset
+    finally:
+        for name, tensor in originals.items():
+            model.graph.initializers[name].const_value = tensor
+
+
+def calibration_session(model: ir.Model, *, threads: int = 1) -> Any:
+    """An onnxruntime CPU session for ``model`` (optimizations off) sharing its large weights.
+
+    Models with nothing to share get :func:`~onnxsmith.verify._session.make_session`'s session.
+
+    Raises:
+        UnsupportedError: onnxruntime cannot load the model.
+    """
+    import onnxruntime as ort
+
+    arrays = _shareable(model)
+    if not arrays:
+        return make_session(model, threads=threads)
+    options = session_options(threads=threads)
+    options.add_session_config_entry("session.disable_prepacking", "1")
+    values = {name: ort.OrtValue.ortvalue_from_numpy(array) for name, array in arrays.items()}
+    for name, value in values.items():
+        options.add_initializer(name, value)
+    with tempfile.TemporaryDirectory(prefix="onnxsmith-calib-") as folder:
+        path = os.path.join(folder, "model.onnx")
+        with _placeholders(model, arrays) as size:
+            proto = ir.to_proto(model)
+        with open(os.path.join(folder, _PLACEHOLDER), "wb") as placeholder:
+            placeholder.truncate(size)
+        with open(path, "wb") as f:
+            f.write(proto.SerializeToString())
+        del proto
+        try:
+            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise UnsupportedError(f"onnxruntime cannot load the model: {first_line(e)}") from e
+    session.onnxsmith_shared = (arrays, values)  # onnxruntime reads these at every run
+    return session
