@@ -132,7 +132,8 @@ def train(model: ir.Model, data: Any, config: TrainConfig, *, labels: str = "lab
     training = training_graph(model, config)
     trainer = Trainer(training, provider=provider)
     target = _target_input(model, trainer)
-    rows = data if isinstance(data, Dataset) else Dataset.read(data, rename={labels: target} if labels != target else None)
+    rename = {labels: target} if labels != target else None
+    rows = data if isinstance(data, Dataset) else Dataset.read(data, rename=rename)
     _bind_single_input(model, rows)
     steps = config.epochs * rows.num_batches(config.batch_size, config.drop_last)
     if steps < 1:

@@ -269,7 +269,7 @@ class Trainer:
         if resume:
             epoch, start = self._resume(Path(checkpoint), seed, schedule)
             result.resumed_from = self.step
-        state = _RunState(self, data, checkpoint, seed, schedule)
+        state = _RunState(self, checkpoint, seed, schedule)
         began, samples = time.perf_counter(), 0
         try:
             for epoch in range(epoch, epochs):
@@ -315,7 +315,7 @@ class Trainer:
 class _RunState:
     """Checkpointing and evaluation during one :meth:`Trainer.fit` call."""
 
-    def __init__(self, trainer: Trainer, data: Dataset, path: str | Path | None, seed: int, schedule: Schedule) -> None:
+    def __init__(self, trainer: Trainer, path: str | Path | None, seed: int, schedule: Schedule) -> None:
         self.trainer = trainer
         self.path = Path(path) if path is not None else None
         self.seed = seed

@@ -17,8 +17,8 @@ def logits(model: ir.Model, x: np.ndarray) -> np.ndarray:
 
 
 def integer_types(model: ir.Model) -> list[ir.DataType]:
-    return sorted({v.dtype for v in model.graph.initializers.values() if v.dtype is not None and not v.dtype.is_floating_point()},
-                  key=lambda t: t.value)
+    types = {v.dtype for v in model.graph.initializers.values() if not v.dtype.is_floating_point()}
+    return sorted(types, key=lambda t: t.value)
 
 
 def test_the_fake_quantized_form_computes_the_qdq_model_and_folds_back_to_it(qdq, blobs):

@@ -76,7 +76,7 @@ def test_a_resumed_run_ends_exactly_where_the_uninterrupted_one_does(mlp, blobs,
         np.testing.assert_array_equal(resumed.values()[name], value, err_msg=name)
 
 
-def test_ctrl_c_leaves_the_last_checkpoint_loadable_and_writes_no_output(mlp, blobs, tmp_path, monkeypatch):
+def test_ctrl_c_leaves_the_last_checkpoint_loadable_and_writes_no_output(mlp, blobs, tmp_path):
     path, out = tmp_path / "ckpt.npz", tmp_path / "out.onnx"
 
     def interrupt(info):
@@ -120,7 +120,8 @@ def test_write_back_gives_the_inference_model_the_trained_forward(mlp, blobs):
 
     forward = training_graph(mlp, CONFIG)  # the training graph's forward: its logits with the trained parameters
     forward.graph.outputs.append(next(v for n in forward.graph for v in n.outputs if v.name == "logits"))
-    feeds = {"x": blobs["x"], "labels": blobs["labels"], "lr": np.array(0.0, np.float32), "step": np.array(0, np.int64), **parameters}
+    hyper = {"lr": np.array(0.0, np.float32), "step": np.array(0, np.int64)}
+    feeds = {"x": blobs["x"], "labels": blobs["labels"], **hyper, **parameters}
     feeds.update({f"{p}_{s}": np.zeros_like(a) for p, a in parameters.items() for s in ("m", "v")})
     expected = make_session(forward).run(["logits"], feeds)[0]
     np.testing.assert_allclose(make_session(trained).run(None, {"x": blobs["x"]})[0], expected, rtol=1e-6, atol=1e-6)
