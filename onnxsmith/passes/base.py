@@ -104,6 +104,10 @@ class Pass:
         tolerance: Numeric tolerance the pass promises (used by ``--verify numeric`` and check_pass).
         idempotent: Running the pass twice in a row changes nothing the second time, so the
             manager skips a rerun when no pass changed the model since the last run.
+        builds_new_program: The pass turns the model into another program that keeps the original
+            outputs but adds inputs and outputs (a training graph). ``check_pass`` then checks that
+            the original outputs keep their values, but not idempotence: running it again builds
+            yet another program.
     """
 
     name: ClassVar[str] = ""
@@ -115,6 +119,7 @@ class Pass:
     before: ClassVar[tuple[str, ...]] = ()
     tolerance: ClassVar[Tolerance] = Tolerance()
     idempotent: ClassVar[bool] = False
+    builds_new_program: ClassVar[bool] = False
 
     def __init__(self, options: Any = None, **kwargs: Any) -> None:
         if options is not None and kwargs:

@@ -167,6 +167,7 @@ class BuildGradients(Pass):
 
     name = "build-gradients"
     Options = BuildGradientsOptions
+    builds_new_program = True
     provides = frozenset({"shapes"})
 
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import assert_gradients_match
+from gradient_models import assert_gradients_match
 from onnxsmith.errors import PassOptionError, UnsupportedError
 from onnxsmith.ir.builder import GraphBuilder
 from onnxsmith.passes import PassManager

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import assert_gradients_match, away_from, op_model, shapes
+from gradient_models import assert_gradients_match, away_from, op_model, shapes
 from onnxsmith.ir.builder import GraphBuilder
 from onnxsmith.passes.train import BuildGradients
 from onnxsmith.verify._session import run_model

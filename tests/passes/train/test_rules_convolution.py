@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import assert_gradients_match, distinct, op_model
+from gradient_models import assert_gradients_match, distinct, op_model
 from onnxsmith.ir.builder import GraphBuilder
 from onnxsmith.passes.train import BuildGradients
 from onnxsmith.verify._session import run_model

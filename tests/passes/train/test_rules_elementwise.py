@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import assert_gradients_match, away_from, broadcast_pair, op_model
+from gradient_models import assert_gradients_match, away_from, broadcast_pair, op_model
 
 FEW = settings(max_examples=6, deadline=None)
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import assert_gradients_match, op_model
+from gradient_models import assert_gradients_match, op_model
 
 
 @settings(max_examples=12, deadline=None)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import assert_gradients_match, op_model, shapes
+from gradient_models import assert_gradients_match, op_model, shapes
 from onnxsmith.passes.train.gradcheck import check_gradients
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import assert_gradients_match, op_model, shapes
+from gradient_models import assert_gradients_match, op_model, shapes
 
 FEW = settings(max_examples=6, deadline=None)
 I64 = np.int64
