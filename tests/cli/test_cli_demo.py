@@ -13,11 +13,11 @@ from onnxsmith.demo import build_onnx, load_digits, train_mlp
 from onnxsmith.ir import load, op_histogram
 
 
-def _accuracies(out: str) -> tuple[str, str]:
+def _accuracies(out: str) -> tuple[str, str, str]:
     line = next(line for line in out.splitlines() if line.startswith("accuracy on "))
     found = re.findall(r"(\d+\.\d\d)%", line)
-    assert len(found) == 2, line
-    return found[0], found[1]
+    assert len(found) == 3, line
+    return found[0], found[1], found[2]
 
 
 def test_demo_trains_optimizes_and_keeps_accuracy(cli, tmp_path):
@@ -28,8 +28,14 @@ def test_demo_trains_optimizes_and_keeps_accuracy(cli, tmp_path):
     assert lines[0].startswith("trained a 64-32-10 MLP on 1438 8x8 digits")
     assert lines[1].startswith("pipeline: ")
     assert "verification: numeric, outputs compared with the input model after every changed pass" in lines
-    before, after = _accuracies(result.out)
+    before, after, int8 = _accuracies(result.out)
     assert before == after and float(before) > 90.0
+    assert float(int8) >= float(before) - 1.0
+    quantized = load(tmp_path / "digits_mlp.int8.onnx")
+    assert op_histogram(quantized)["DequantizeLinear"] >= 2  # weights stored as integers behind a DQ
+    # the weight matrices are stored as int8, with no float copy (scales are per output channel)
+    big = {name: v.const_value.dtype for name, v in quantized.graph.initializers.items() if v.const_value.size > 64}
+    assert big and set(big.values()) == {ir.DataType.INT8}, big
     original, optimized = load(tmp_path / "digits_mlp.onnx"), load(tmp_path / "digits_mlp.optimized.onnx")
     ops_before, ops_after = op_histogram(original), op_histogram(optimized)
     assert sum(ops_after.values()) < sum(ops_before.values())
@@ -61,7 +67,7 @@ def test_console_script_demo(console_script, tmp_path):
                          timeout=120)
 
     assert run.returncode == 0, run.stderr
-    before, after = _accuracies(run.stdout)
+    before, after, _int8 = _accuracies(run.stdout)
     assert before == after
     assert (tmp_path / "digits_test.npz").is_file()
 
