@@ -23,7 +23,7 @@ from onnxsmith.verify import check_pass
 EXAMPLES = int(os.environ.get("ONNXSMITH_CONTRACT_EXAMPLES", "30"))
 
 #: Passes that need calibration data in their context (static quantization).
-CALIBRATED = frozenset({"annotate-quant", "insert-qdq", "tune-quant"})
+CALIBRATED = frozenset({"annotate-quant", "insert-qdq", "tune-quant", "smooth-quant"})
 #: Passes that only exist for a target other than the default one.
 TARGETED = {"lower-qoperator": "cpu"}
 

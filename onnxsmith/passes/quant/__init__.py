@@ -16,6 +16,7 @@ from onnxsmith.passes.quant.insert_qdq import QUANT_TOLERANCE, InsertQDQ
 from onnxsmith.passes.quant.plan import NodeDecision, QuantPlan, ValueSpec
 from onnxsmith.passes.quant.prepare import PrepareQuant
 from onnxsmith.passes.quant.qoperator import LowerQOperator
+from onnxsmith.passes.quant.smooth_quant import SmoothOptions, SmoothQuant
 from onnxsmith.passes.quant.weights import QuantizeWeights
 from onnxsmith.passes.registry import register_pipeline
 from onnxsmith.passes.quant.scales import (
@@ -31,6 +32,9 @@ from onnxsmith.passes.quant.scales import (
 register_pipeline("qdq", "prepare-quant,annotate-quant,insert-qdq,fold-scales",
                   "static quantization: fold BatchNorm, plan from calibration ranges, insert Q/DQ, store weights "
                   "as integers")
+register_pipeline("qdq-smooth", "prepare-quant,smooth-quant{alpha=0.8;insert-mul=true},annotate-quant,insert-qdq,"
+                  "fold-scales", "static quantization after SmoothQuant (alpha 0.8; activation outliers migrated "
+                  "into the MatMul weights, with a Mul where no producer absorbs 1/s)")
 register_pipeline("qdq-auto", "prepare-quant,annotate-quant,tune-quant,insert-qdq,fold-scales",
                   "static quantization that measures output fidelity and keeps in float the tensors that cost it")
 
@@ -49,6 +53,8 @@ __all__ = [
     "QuantPlan",
     "QuantizeDynamic",
     "QuantizeWeights",
+    "SmoothOptions",
+    "SmoothQuant",
     "TuneOptions",
     "TuneQuant",
     "ValueSpec",
