@@ -11,7 +11,10 @@ appends to the graph the nodes that compute ``d loss / d w`` and returns those v
 2. **Relevant nodes** (backward): nodes with an active input that the loss depends on. Only they
    are differentiated, so ops without a rule elsewhere in the graph do not matter; a relevant node
    without a rule is an error naming it.
-3. **Sweep**: starting from the seed (``1`` for a scalar loss, or ones of the output's shape), the
+3. **Forward outputs**: a relevant node whose rule reads optional outputs the model left out
+   (``forward_outputs``, e.g. LayerNormalization's Mean and InvStdDev) is replaced by the same
+   node with those outputs.
+4. **Sweep**: starting from the seed (``1`` for a scalar loss, or ones of the output's shape), the
    relevant nodes are visited in reverse topological order. A value read by several nodes
    receives several gradient contributions; they are added (one ``Sum`` node) when its producer is
    reached. Each rule is told which of its inputs need a gradient, so nothing is computed that no
@@ -86,6 +89,7 @@ def differentiate(graph: ir.Graph, parameters: Sequence[ir.Value], loss: ir.Valu
     active = _active_values(graph, parameters)
     relevant = _relevant_nodes(graph, active, loss)
     ctx = GradContext(graph, opset, options or RuleOptions())
+    relevant = [_with_forward_outputs(ctx, node, active) for node in relevant]
     grads: dict[ir.Value, list[ir.Value]] = {loss: [_seed(ctx, loss, seed)]} if loss in active else {}
     for node in reversed(relevant):
         rule = get_rule(node)
@@ -131,6 +135,33 @@ def _relevant_nodes(graph: ir.Graph, active: set[ir.Value], loss: ir.Value) -> l
         needed.add(node)
         work.extend(v.producer() for v in node.inputs if v is not None and v in active)
     return [node for node in graph if node in needed]
+
+
+def _with_forward_outputs(ctx: GradContext, node: ir.Node, active: set[ir.Value]) -> ir.Node:
+    """``node``, or its replacement with the optional outputs its rule reads (``forward_outputs``)."""
+    rule = find_rule(node)  # a missing rule is reported by the sweep
+    wanted = rule.forward_outputs if rule is not None else 0
+    present = len(node.outputs)
+    while present and not node.outputs[present - 1].name:  # trailing optional outputs left out
+        present -= 1
+    if present >= wanted or not all(out.name for out in node.outputs[:present]):
+        return node
+    attributes = list(node.attributes.values())
+    replacement = ir.Node(node.domain, node.op_type, node.inputs, attributes=attributes, num_outputs=wanted,
+                          name=node.name, version=node.version)
+    old, new = list(node.outputs[:present]), list(replacement.outputs[:present])
+    for before, after in zip(old, new):
+        after.type, after.shape = before.type, before.shape
+        if before in active:
+            active.add(after)
+    base = node.outputs[0].name
+    for i, out in enumerate(replacement.outputs[present:], present):
+        out.name = ctx.fresh(f"{base}_output{i}")
+    graph = node.graph
+    assert graph is not None
+    ir.convenience.replace_nodes_and_values(graph, node, [node], [replacement], old, new)
+    log.debug("gave %s node '%s' %d outputs for its gradient", node.op_type, node.name, wanted)
+    return replacement
 
 
 def _seed(ctx: GradContext, loss: ir.Value, seed: str) -> ir.Value:

@@ -25,6 +25,12 @@ of the loss with respect to every trainable parameter, or one optimizer step:
   ``min(1, c / (||g|| + 1e-6))``, ``||g||`` the global L2 norm over all of them (torch's
   ``clip_grad_norm_``).
 
+**Tied initializers**: the TorchScript exporter merges parameters of equal value (zero biases,
+LayerNorm scales of ones) into one initializer read through Identity nodes, which training would
+tie together. By default (``untie=true``) each such Identity becomes an initializer of its own,
+named as its output, before parameters are selected (:mod:`~onnxsmith.passes.train.untie`);
+``untie=false`` keeps the ties (one parameter receiving the sum of the gradients).
+
 Other outputs and every node they alone needed are removed. ``quant-scales=lsq`` trains the scales
 of QuantizeLinear/DequantizeLinear pairs (LSQ; ``lsq-grad-scale`` adds its gradient scale),
 see :mod:`~onnxsmith.passes.train.gradients.quantize`. The model's metadata entry
@@ -52,6 +58,7 @@ from onnxsmith.passes.train.autodiff import DIFFERENTIABLE_TYPES, differentiate
 from onnxsmith.passes.train.context import RuleOptions
 from onnxsmith.passes.train.losses import Loss, add_losses
 from onnxsmith.passes.train.optimizers import SGD, AdamW, Optimizer, append_optimizer, clip_by_global_norm
+from onnxsmith.passes.train.untie import untie_initializers
 
 __all__ = ["BuildGradients", "BuildGradientsOptions", "GRADIENT_SUFFIX", "METADATA_KEY", "select_parameters"]
 
@@ -88,6 +95,8 @@ class BuildGradientsOptions:
         clip_norm: Scale the gradients to this global L2 norm when they exceed it (0: no clipping).
         quant_scales: ``frozen`` or ``lsq``: whether fake-quantization scales are trained.
         lsq_grad_scale: Scale LSQ gradients by ``1 / sqrt(N * qmax)``.
+        untie: Give every initializer read through an Identity node (an exporter's merge of
+            equal-valued parameters) its own copy, so they train independently.
     """
 
     wrt: str = ""
@@ -111,6 +120,7 @@ class BuildGradientsOptions:
     clip_norm: float = 0.0
     quant_scales: Literal["frozen", "lsq"] = "frozen"
     lsq_grad_scale: bool = False
+    untie: bool = True
 
     def __post_init__(self) -> None:
         self._require(bool(self.loss_fn), "loss-fn", output="", loss_weights=[], label_smoothing=0.0,
@@ -173,6 +183,7 @@ class BuildGradients(Pass):
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
         options: BuildGradientsOptions = self.options
         graph = model.graph
+        untied = untie_initializers(graph, DIFFERENTIABLE_TYPES) if options.untie else []
         infer_shapes(model)
         if options.loss_fn:
             loss_name = add_losses(model, options.loss_terms())
@@ -207,6 +218,7 @@ class BuildGradients(Pass):
             "backward_nodes": len(set(result.nodes).intersection(graph)),
             "removed_nodes": removed["removed_nodes"],
             **({"optimizer": optimizer.name} if optimizer is not None else {}),
+            **({"untied": len(untied)} if untied else {}),
             **({"without_gradient": ", ".join(constant[:10])} if constant else {}),
         })
 

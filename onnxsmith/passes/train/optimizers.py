@@ -20,6 +20,14 @@ the number of updates applied before this one, so ``t = step + 1``)::
     v = beta2 * v + (1 - beta2) * g * g
     p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
+The last line is computed as ``p - (m * a) / (sqrt(v) + b)`` with the 0-d factors
+``a = lr * sqrt(1 - beta2^t) / (1 - beta1^t)`` and ``b = eps * sqrt(1 - beta2^t)`` (multiply the
+fraction's numerator and denominator by ``sqrt(1 - beta2^t)``). Every 0-d factor (``a``, ``b``,
+``1 - lr * weight_decay``) is computed once per step for all parameters, so each parameter costs
+12 element-wise passes (13 with weight decay); onnxruntime's CPU provider fuses none of them, so
+the pass count is the update's cost. SGD with weight decay and no momentum likewise computes
+``p * (1 - lr * weight_decay) - lr * g``.
+
 Gradient clipping by global norm (torch's ``clip_grad_norm_``), before the update, over all
 parameters ``i``::
 
@@ -77,15 +85,16 @@ class SGD:
                ) -> tuple[ir.Value, list[ir.Value]]:
         """The updated parameter and state."""
         dtype = p.dtype
+        if not self.momentum:
+            if self.weight_decay:
+                p = emit.op("Mul", p, hyper.decay(self.weight_decay, dtype))
+            return emit.op("Sub", p, emit.op("Mul", g, hyper.lr(dtype))), []
         if self.weight_decay:
             g = emit.op("Add", g, emit.op("Mul", p, emit.scalar(self.weight_decay, dtype)))
-        new_state = []
-        if self.momentum:
-            mu = emit.scalar(self.momentum, dtype)
-            buffer = emit.op("Add", emit.op("Mul", state[0], mu), g)
-            new_state.append(buffer)
-            g = emit.op("Add", g, emit.op("Mul", buffer, mu)) if self.nesterov else buffer
-        return emit.op("Sub", p, emit.op("Mul", g, hyper.lr(dtype))), new_state
+        mu = emit.scalar(self.momentum, dtype)
+        buffer = emit.op("Add", emit.op("Mul", state[0], mu), g)
+        step = emit.op("Add", g, emit.op("Mul", buffer, mu)) if self.nesterov else buffer
+        return emit.op("Sub", p, emit.op("Mul", step, hyper.lr(dtype))), [buffer]
 
 
 @dataclass(frozen=True)
@@ -115,17 +124,15 @@ class AdamW:
         """The updated parameter and state."""
         dtype = p.dtype
         m, v = state
-        lr = hyper.lr(dtype)
         if self.weight_decay:
-            p = emit.op("Mul", p, emit.op("Sub", emit.scalar(1.0, dtype),
-                                          emit.op("Mul", lr, emit.scalar(self.weight_decay, dtype))))
+            p = emit.op("Mul", p, hyper.decay(self.weight_decay, dtype))
         m = emit.op("Add", emit.op("Mul", m, emit.scalar(self.beta1, dtype)),
                     emit.op("Mul", g, emit.scalar(1.0 - self.beta1, dtype)))
         v = emit.op("Add", emit.op("Mul", v, emit.scalar(self.beta2, dtype)),
                     emit.op("Mul", emit.op("Mul", g, g), emit.scalar(1.0 - self.beta2, dtype)))
-        step_size, root_correction = hyper.adam_corrections(self, dtype)
-        denominator = emit.op("Add", emit.op("Div", emit.op("Sqrt", v), root_correction), emit.scalar(self.eps, dtype))
-        p = emit.op("Sub", p, emit.op("Mul", step_size, emit.op("Div", m, denominator)))
+        step_size, eps = hyper.adam_factors(self, dtype)
+        denominator = emit.op("Add", emit.op("Sqrt", v), eps)
+        p = emit.op("Sub", p, emit.op("Div", emit.op("Mul", m, step_size), denominator))
         return p, [m, v]
 
 
@@ -142,7 +149,7 @@ class _Hyper:
         self.emit = emit
         self.lr_input = lr
         self.step_input = step
-        self._cache: dict[tuple[str, ir.DataType], object] = {}
+        self._cache: dict[tuple, object] = {}
 
     def lr(self, dtype: ir.DataType) -> ir.Value:
         """The learning rate in ``dtype``."""
@@ -155,8 +162,18 @@ class _Hyper:
                     self._cache[key] = emit.op("Cast", self.lr_input, to=dtype)
         return self._cache[key]  # type: ignore[return-value]
 
-    def adam_corrections(self, adam: AdamW, dtype: ir.DataType) -> tuple[ir.Value, ir.Value]:
-        """``lr / (1 - beta1^t)`` and ``sqrt(1 - beta2^t)`` with ``t = step + 1``."""
+    def decay(self, weight_decay: float, dtype: ir.DataType) -> ir.Value:
+        """``1 - lr * weight_decay`` in ``dtype``."""
+        key = ("decay", dtype, weight_decay)
+        if key not in self._cache:
+            lr = self.lr(dtype)
+            with self._shared() as emit:
+                self._cache[key] = emit.op("Sub", emit.scalar(1.0, dtype),
+                                           emit.op("Mul", lr, emit.scalar(weight_decay, dtype)))
+        return self._cache[key]  # type: ignore[return-value]
+
+    def adam_factors(self, adam: AdamW, dtype: ir.DataType) -> tuple[ir.Value, ir.Value]:
+        """``lr * sqrt(1 - beta2^t) / (1 - beta1^t)`` and ``eps * sqrt(1 - beta2^t)``, ``t = step + 1``."""
         key = ("adam", dtype)
         if key not in self._cache:
             lr = self.lr(dtype)
@@ -168,8 +185,9 @@ class _Hyper:
                 def correction(beta: float) -> ir.Value:
                     return emit.op("Sub", one, emit.op("Pow", emit.scalar(beta, dtype), t))
 
-                self._cache[key] = (emit.op("Div", lr, correction(adam.beta1)),
-                                    emit.op("Sqrt", correction(adam.beta2)))
+                root = emit.op("Sqrt", correction(adam.beta2))
+                self._cache[key] = (emit.op("Div", emit.op("Mul", lr, root), correction(adam.beta1)),
+                                    emit.op("Mul", root, emit.scalar(adam.eps, dtype)))
         return self._cache[key]  # type: ignore[return-value]
 
     @contextmanager

@@ -17,6 +17,11 @@ the reverse sweep stops there, so no parameter is reached through them and no ru
 Integer and boolean values carry no gradient, with one exception: a rule may declare, with
 ``integer_outputs``, which of its integer outputs carry a real-valued gradient to their readers
 (QuantizeLinear's codes read only by DequantizeLinear, the fake-quantization pair).
+
+A rule that reads optional outputs of its forward node (LayerNormalization's Mean and InvStdDev,
+MaxPool's Indices) declares how many outputs it wants with ``forward_outputs``: before the sweep,
+a forward node with fewer is replaced by the same node with all of them, so the backward reads
+what the forward computed anyway instead of recomputing it.
 """
 
 from __future__ import annotations
@@ -42,14 +47,16 @@ IntegerOutputs = Callable[[ir.Value], bool]
 
 @dataclass(frozen=True)
 class GradientRule:
-    """One operator's gradient: the function, the inputs it never differentiates, and which
-    integer outputs carry a gradient (none when ``integer_outputs`` is None)."""
+    """One operator's gradient: the function, the inputs it never differentiates, which integer
+    outputs carry a gradient (none when ``integer_outputs`` is None), and how many outputs the
+    forward node should have (``forward_outputs``; 0: as the model has it)."""
 
     domain: str
     op_type: str
     function: GradientFunction
     nondifferentiable: frozenset[int]
     integer_outputs: IntegerOutputs | None = None
+    forward_outputs: int = 0
 
     def differentiable(self, index: int) -> bool:
         """Whether input ``index`` can carry a gradient at all."""
@@ -60,7 +67,8 @@ _RULES: dict[tuple[str, str], GradientRule] = {}
 
 
 def gradient(op_type: str, *, domain: str = "", nondifferentiable: Iterable[int] = (),
-             integer_outputs: IntegerOutputs | None = None) -> Callable[[GradientFunction], GradientFunction]:
+             integer_outputs: IntegerOutputs | None = None, forward_outputs: int = 0
+             ) -> Callable[[GradientFunction], GradientFunction]:
     """Registers the decorated function as the gradient rule of ``(domain, op_type)``.
 
     Args:
@@ -69,13 +77,16 @@ def gradient(op_type: str, *, domain: str = "", nondifferentiable: Iterable[int]
         nondifferentiable: Input positions that never carry a gradient.
         integer_outputs: Whether an integer output of the operator carries a real-valued gradient
             (its readers' rules must understand it); integer outputs carry none by default.
+        forward_outputs: The number of outputs the rule reads from the forward node; optional
+            outputs the model lacks are added to it before the sweep.
     """
 
     def register(function: GradientFunction) -> GradientFunction:
         key = (_domain(domain), op_type)
         if key in _RULES:
             raise ValueError(f"a gradient rule for {op_type} is already registered")
-        _RULES[key] = GradientRule(key[0], op_type, function, frozenset(nondifferentiable), integer_outputs)
+        _RULES[key] = GradientRule(key[0], op_type, function, frozenset(nondifferentiable), integer_outputs,
+                                   forward_outputs)
         return function
 
     return register

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gradient_models import assert_gradients_match, distinct, op_model
@@ -126,10 +126,21 @@ def test_global_average_pool():
     assert_gradients_match(op_model("GlobalAveragePool", {"x": x}, dtype=F32), dtype=F32)
 
 
+def _window_in_padding_only(window) -> bool:
+    """Whether some window (along some axis) reads padding only."""
+    _, kernel, strides, dilations, pads, size = window
+    for k, s, d, begin, end, n in zip(kernel, strides, dilations, pads, pads[len(kernel):], size):
+        for start in range(-begin, n + end - d * (k - 1), s):
+            if not any(0 <= start + j * d < n for j in range(k)):
+                return True
+    return False
+
+
 @settings(max_examples=10, deadline=None)
 @given(window=windows(), with_indices=st.booleans())
 def test_max_pool(window, with_indices):
     rank, kernel, strides, dilations, pads, size = window
+    assume(not _window_in_padding_only(window))  # its maximum is -FLT_MAX, the loss overflows
     x = distinct(np.random.default_rng(5), [2, 3, *size])
     attrs = {"kernel_shape": kernel, "strides": strides, "pads": pads, "dilations": dilations}
     model = op_model("MaxPool", {"x": x}, attrs=attrs, outputs=2 if with_indices else 1, dtype=F32)

@@ -21,7 +21,7 @@ AveragePool is a depthwise convolution with weights ``1/K``, so ``dx`` is the Co
 with ``C`` groups of such weights; without ``count_include_pad`` each window's gradient is first
 rescaled by ``K / valid(window)``, where ``valid / K`` is the AveragePool of ones. GlobalAveragePool
 spreads ``dy / (H*W...)`` over the input. MaxPool routes each ``dy`` to the argmax of its window:
-the MaxPool's Indices output (a second MaxPool computes it when the model does not) scatters ``dy``
+the MaxPool's Indices output (added to the forward node when the model lacks it) scatters ``dy``
 into zeros with ``ScatterElements(reduction='add')``, so overlapping windows add up (opset 16).
 """
 
@@ -194,7 +194,7 @@ def global_average_pool(ctx: GradContext, node: ir.Node, output_grads: Grads) ->
     return [ctx.op("Mul", ctx.op("Expand", output_grads[0], ctx.shape(x)), share)]
 
 
-@gradient("MaxPool")
+@gradient("MaxPool", forward_outputs=2)
 def max_pool(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
     if len(output_grads) > 1 and output_grads[1] is not None:
         raise ctx.fail("the loss depends on its Indices output")
@@ -204,10 +204,7 @@ def max_pool(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
         raise ctx.fail("the gradient of MaxPool needs ScatterElements with reduction (opset 16)",
                        "convert the model to opset 16 or later")
     x = node.inputs[0]
-    indices = node.outputs[1] if len(node.outputs) > 1 and node.outputs[1].name else None
-    if indices is None:
-        attrs = {name: attr.value for name, attr in node.attributes.items()}
-        indices = ctx.op("MaxPool", x, outputs=2, **attrs)[1]
+    indices = node.outputs[1]
     flat = ctx.ints([-1])
     zeros = ctx.zeros(ctx.op("Reshape", ctx.op("Size", x), ctx.ints([1])), x)
     routed = ctx.op("ScatterElements", zeros, ctx.op("Reshape", indices, flat), ctx.op("Reshape", output_grads[0], flat),

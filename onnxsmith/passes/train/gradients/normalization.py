@@ -8,8 +8,10 @@ With ``g = dy * scale``:
     dscale = dy * xhat summed over the leading (non-normalized) axes
     dbias  = dy summed over the leading axes
 
-``mean`` and ``r`` are read from the node's optional Mean and InvStdDev outputs when the model
-has them (cast from the stash type when it differs), and recomputed otherwise. Gradients flowing into those two outputs are not supported.
+``mean`` and ``r`` are read from the node's optional Mean and InvStdDev outputs (cast from the
+stash type when it differs); the rule asks for them (``forward_outputs=3``), so a model without
+them gets them added to its forward node. Gradients flowing into those two outputs are not
+supported.
 
 BatchNormalization in inference form normalizes channel ``c`` (axis 1) with constant statistics:
 ``y = (x - mean_c) * r_c * scale_c + bias_c``, ``r_c = 1 / sqrt(var_c + eps)``. So
@@ -29,7 +31,7 @@ from onnxsmith.passes.train.registry import gradient
 Grads = Sequence[ir.Value | None]
 
 
-@gradient("LayerNormalization")
+@gradient("LayerNormalization", forward_outputs=3)
 def layer_normalization(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
     if any(g is not None for g in output_grads[1:]):
         raise ctx.fail("the loss depends on its Mean or InvStdDev output")
@@ -39,7 +41,7 @@ def layer_normalization(ctx: GradContext, node: ir.Node, output_grads: Grads) ->
     rank = ctx.rank(x)
     axis = node.attributes.get_int("axis", -1) % rank
     axes = list(range(axis, rank))
-    mean, inv_std = _statistics(ctx, node, axes)
+    mean, inv_std = _statistics(ctx, node)
     xhat = ctx.op("Mul", ctx.op("Sub", x, mean), inv_std)
     grads: list[ir.Value | None] = [None, None, None][: len(node.inputs)]
     if ctx.needs(0):
@@ -54,20 +56,12 @@ def layer_normalization(ctx: GradContext, node: ir.Node, output_grads: Grads) ->
     return grads
 
 
-def _statistics(ctx: GradContext, node: ir.Node, axes: list[int]) -> tuple[ir.Value, ir.Value]:
-    """Mean and inverse standard deviation over ``axes`` (kept as size-1 axes)."""
-    outputs = list(node.outputs) + [None, None]
-    mean, inv_std = outputs[1], outputs[2]
-    x = node.inputs[0]
-    if mean is not None and inv_std is not None and mean.name and inv_std.name:
-        if mean.dtype != x.dtype:  # stored in the stash type (float32 by default)
-            mean, inv_std = (ctx.op("Cast", v, to=ctx.dtype(x)) for v in (mean, inv_std))
-        return mean, inv_std
-    mean = ctx.reduce("ReduceMean", x, axes)
-    centred = ctx.op("Sub", x, mean)
-    variance = ctx.reduce("ReduceMean", ctx.op("Mul", centred, centred), axes)
-    epsilon = ctx.scalar(node.attributes.get_float("epsilon", 1e-5), x)
-    return mean, ctx.op("Reciprocal", ctx.op("Sqrt", ctx.op("Add", variance, epsilon)))
+def _statistics(ctx: GradContext, node: ir.Node) -> tuple[ir.Value, ir.Value]:
+    """The node's Mean and InvStdDev outputs in the input's element type (size-1 normalized axes)."""
+    x, mean, inv_std = node.inputs[0], node.outputs[1], node.outputs[2]
+    if mean.dtype != x.dtype:  # stored in the stash type (float32 by default)
+        mean, inv_std = (ctx.op("Cast", v, to=ctx.dtype(x)) for v in (mean, inv_std))
+    return mean, inv_std
 
 
 @gradient("BatchNormalization", nondifferentiable=[3, 4])
