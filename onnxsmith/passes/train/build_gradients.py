@@ -31,6 +31,14 @@ tie together. By default (``untie=true``) each such Identity becomes an initiali
 named as its output, before parameters are selected (:mod:`~onnxsmith.passes.train.untie`);
 ``untie=false`` keeps the ties (one parameter receiving the sum of the gradients).
 
+**GELU**: a decomposed exact or tanh GELU (``x * 0.5 * (1 + Erf(x / sqrt(2)))`` and the exporters'
+variants) is differentiated primitive by primitive unless fused first: by default
+(``fuse-gelu=true``) the ``gelu`` fusion family (ONNX Gelu, opset 20 or later) or, below opset
+20, the ``contrib-gelu`` family (onnxruntime's ``com.microsoft.Gelu``, float32) runs before
+differentiating, so the forward is one kernel and the backward one short formula. Both kernels
+evaluate erf with onnxruntime's own approximation, a few float32 ulps from the Erf chain;
+``fuse-gelu=false`` keeps the chain.
+
 Other outputs and every node they alone needed are removed. ``quant-scales=lsq`` trains the scales
 of QuantizeLinear/DequantizeLinear pairs (LSQ; ``lsq-grad-scale`` adds its gradient scale),
 see :mod:`~onnxsmith.passes.train.gradients.quantize`. The model's metadata entry
@@ -53,7 +61,9 @@ from onnxsmith.errors import PassOptionError, UnsupportedError, did_you_mean
 from onnxsmith.ir.shapes import infer_shapes
 from onnxsmith.passes.base import Pass, PassContext, PassResult
 from onnxsmith.passes.cleanup.remove_unused import RemoveUnused
+from onnxsmith.passes.fusion import contrib_gelu, gelu
 from onnxsmith.passes.registry import register_pass
+from onnxsmith.passes.rewrite import apply_rules
 from onnxsmith.passes.train.autodiff import DIFFERENTIABLE_TYPES, differentiate
 from onnxsmith.passes.train.context import RuleOptions
 from onnxsmith.passes.train.losses import Loss, add_losses
@@ -95,6 +105,7 @@ class BuildGradientsOptions:
         clip_norm: Scale the gradients to this global L2 norm when they exceed it (0: no clipping).
         quant_scales: ``frozen`` or ``lsq``: whether fake-quantization scales are trained.
         lsq_grad_scale: Scale LSQ gradients by ``1 / sqrt(N * qmax)``.
+        fuse_gelu: Fuse decomposed GELU into one Gelu node before differentiating.
         untie: Give every initializer read through an Identity node (an exporter's merge of
             equal-valued parameters) its own copy, so they train independently.
     """
@@ -120,6 +131,7 @@ class BuildGradientsOptions:
     clip_norm: float = 0.0
     quant_scales: Literal["frozen", "lsq"] = "frozen"
     lsq_grad_scale: bool = False
+    fuse_gelu: bool = True
     untie: bool = True
 
     def __post_init__(self) -> None:
@@ -184,6 +196,7 @@ class BuildGradients(Pass):
         options: BuildGradientsOptions = self.options
         graph = model.graph
         untied = untie_initializers(graph, DIFFERENTIABLE_TYPES) if options.untie else []
+        gelus = _fuse_gelu(model) if options.fuse_gelu else 0
         infer_shapes(model)
         if options.loss_fn:
             loss_name = add_losses(model, options.loss_terms())
@@ -219,8 +232,14 @@ class BuildGradients(Pass):
             "removed_nodes": removed["removed_nodes"],
             **({"optimizer": optimizer.name} if optimizer is not None else {}),
             **({"untied": len(untied)} if untied else {}),
+            **({"fused_gelu": gelus} if gelus else {}),
             **({"without_gradient": ", ".join(constant[:10])} if constant else {}),
         })
+
+
+def _fuse_gelu(model: ir.Model) -> int:
+    """Fuses decomposed GELUs (ONNX Gelu from opset 20, else com.microsoft.Gelu); returns how many."""
+    return sum(apply_rules(model, [*gelu.RULES, *contrib_gelu.RULES]).applied.values())  # gelu declines below 20
 
 
 def _gradient_outputs(graph: ir.Graph, trained: list[tuple[ir.Value, ir.Value]], backward: list[ir.Node]

@@ -1,4 +1,4 @@
-"""Rules that read optional forward outputs get them added to the forward node (no recomputation)."""
+"""Forward rewrites before differentiating: optional outputs added for the rules that read them, GELU fused."""
 
 from __future__ import annotations
 
@@ -48,3 +48,32 @@ def test_max_pool_gets_indices_instead_of_a_second_max_pool():
     assert ops(model).count("MaxPool") == 1
     (pool,) = [node for node in model.graph if node.op_type == "MaxPool"]
     assert len(pool.outputs) == 2 and pool.outputs[1].name
+
+
+def erf_gelu_model(opset: int):
+    """``sum(gelu(x @ w))`` with GELU as the TorchScript exporter writes it: ``x * 0.5 * (1 + Erf(x / sqrt 2))``."""
+    b = GraphBuilder(opset=opset)
+    x = b.input("x", "float32", [4, 3])
+    w = b.initializer("w", np.random.default_rng(3).normal(size=(3, 5)).astype(np.float32))
+    h = b.MatMul(x, w)
+    erf = b.Erf(b.Div(h, b.Constant(value=np.array(np.sqrt(2.0), np.float32))))
+    one, half = b.Constant(value=np.array(1.0, np.float32)), b.Constant(value=np.array(0.5, np.float32))
+    b.output(b.ReduceSum(b.Mul(b.Mul(h, b.Add(erf, one)), half), keepdims=0), "loss")
+    return b.build()
+
+
+def test_erf_gelu_is_fused_before_differentiating():
+    feeds = {"x": np.random.default_rng(4).normal(size=(4, 3)).astype(np.float32)}
+    for opset, domain in ((17, "com.microsoft"), (20, "")):
+        model = erf_gelu_model(opset)
+        result = BuildGradients().run(model, None)
+        assert result.stats["fused_gelu"] == 1
+        (gelu,) = [node for node in model.graph if node.op_type == "Gelu"]
+        assert gelu.domain == domain and "Div" not in ops(model)
+        assert_gradients_match(erf_gelu_model(opset), feeds, dtype="float32")
+
+
+def test_fuse_gelu_false_keeps_the_erf_chain():
+    model = erf_gelu_model(17)
+    result = BuildGradients(fuse_gelu=False).run(model, None)
+    assert "fused_gelu" not in result.stats and "Gelu" not in ops(model)

@@ -8,7 +8,7 @@ forward input need not stay alive and onnxruntime can still fuse the forward op.
   from the Where form: it stays NaN instead of becoming 0);  LeakyRelu(alpha): ``dx = Where(x > 0, dy, alpha * dy)``;
 - Sigmoid: ``dx = dy * y * (1 - y)``;  Tanh: ``dx = dy * (1 - y * y)``;
 - Erf: ``dx = dy * 2 / sqrt(pi) * exp(-x * x)``;
-- Gelu (exact): ``dx = dy * (Phi(x) + x * phi(x))`` with the normal cdf ``Phi`` and pdf ``phi``;
+- Gelu (exact; also onnxruntime's ``com.microsoft.Gelu``): ``dx = dy * (Phi(x) + x * phi(x))`` with the normal cdf ``Phi`` and pdf ``phi``;
   Gelu (tanh): with ``u = c * (x + 0.044715 x^3)``, ``c = sqrt(2 / pi)``, ``t = tanh(u)``:
   ``dx = dy * (0.5 * (1 + t) + 0.5 * x * (1 - t^2) * c * (1 + 3 * 0.044715 x^2))``;
 - HardSigmoid(alpha, beta): ``dx = alpha * dy`` where ``0 < y < 1``, else 0;
@@ -68,6 +68,7 @@ def erf(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
 
 
 @gradient("Gelu")
+@gradient("Gelu", domain="com.microsoft")
 def gelu(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
     x = node.inputs[0]
     half, one = ctx.scalar(0.5, x), ctx.scalar(1.0, x)
