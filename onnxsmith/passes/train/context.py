@@ -76,6 +76,9 @@ class GradContext:
         self._needs: tuple[bool, ...] = ()
         self._shapes: dict[int, ir.Value] = {}
         self._constants: dict[tuple, ir.Value] = {}
+        #: Gradients of Relu outputs already zero wherever the Relu is inactive (the MaxPool rule
+        #: masks at pooled resolution); the Relu rule passes them through.
+        self.relu_masked: set[ir.Value] = set()
 
     # -- the node being differentiated --------------------------------------------------------
 

@@ -77,3 +77,26 @@ def test_fuse_gelu_false_keeps_the_erf_chain():
     model = erf_gelu_model(17)
     result = BuildGradients(fuse_gelu=False).run(model, None)
     assert "fused_gelu" not in result.stats and "Gelu" not in ops(model)
+
+
+def relu_pool_model(extra_reader: bool):
+    """``sum(MaxPool(Relu(x))^2)`` with windows entirely negative; optionally Relu's output read again."""
+    b = GraphBuilder(opset=18)
+    values = distinct(np.random.default_rng(5), [1, 2, 4, 4]) + 0.05  # away from the Relu kink
+    values[0, 0, :2, :2] = -np.abs(values[0, 0, :2, :2]) - 0.5  # a window where the Relu is inactive throughout
+    x = b.initializer("x", values)
+    active = b.Relu(x)
+    pooled = b.op("MaxPool", active, kernel_shape=[2, 2], strides=[2, 2])
+    loss = b.ReduceSum(b.Mul(pooled, pooled), keepdims=0)
+    b.output(b.Add(loss, b.ReduceSum(active, keepdims=0)) if extra_reader else loss, "loss")
+    return b.build()
+
+
+def test_relu_before_max_pool_is_masked_at_pooled_resolution():
+    for extra_reader in (False, True):
+        model = relu_pool_model(extra_reader)
+        BuildGradients().run(model, None)
+        (pool,) = [node for node in model.graph if node.op_type == "MaxPool"]
+        masks = [node for node in model.graph if node.op_type == "Greater"]
+        assert [m.inputs[0] is pool.outputs[0] for m in masks] == ([False] if extra_reader else [True])
+        assert_gradients_match(relu_pool_model(extra_reader), dtype="float32")

@@ -5,7 +5,8 @@ forward input need not stay alive and onnxruntime can still fuse the forward op.
 
 - Relu: ``dx = dy * Cast(y > 0)`` (onnxruntime's CPU Where with a broadcast scalar runs ~10x
   slower than Greater, Cast and Mul together; only a non-finite ``dy`` where ``y <= 0`` differs
-  from the Where form: it stays NaN instead of becoming 0);  LeakyRelu(alpha): ``dx = Where(x > 0, dy, alpha * dy)``;
+  from the Where form: it stays NaN instead of becoming 0); a gradient that a MaxPool reading
+  only this Relu already masked at pooled resolution (``ctx.relu_masked``) passes through;  LeakyRelu(alpha): ``dx = Where(x > 0, dy, alpha * dy)``;
 - Sigmoid: ``dx = dy * y * (1 - y)``;  Tanh: ``dx = dy * (1 - y * y)``;
 - Erf: ``dx = dy * 2 / sqrt(pi) * exp(-x * x)``;
 - Gelu (exact; also onnxruntime's ``com.microsoft.Gelu``): ``dx = dy * (Phi(x) + x * phi(x))`` with the normal cdf ``Phi`` and pdf ``phi``;
@@ -33,6 +34,8 @@ Grads = Sequence[ir.Value | None]
 @gradient("Relu")
 def relu(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
     y = node.outputs[0]
+    if output_grads[0] in ctx.relu_masked:
+        return [output_grads[0]]
     mask = ctx.op("Cast", ctx.op("Greater", y, ctx.scalar(0.0, y)), to=ctx.dtype(y))
     return [ctx.op("Mul", output_grads[0], mask)]
 

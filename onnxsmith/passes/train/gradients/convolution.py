@@ -23,6 +23,10 @@ rescaled by ``K / valid(window)``, where ``valid / K`` is the AveragePool of one
 spreads ``dy / (H*W...)`` over the input. MaxPool routes each ``dy`` to the argmax of its window:
 the MaxPool's Indices output (added to the forward node when the model lacks it) scatters ``dy``
 into zeros with ``ScatterElements(reduction='add')``, so overlapping windows add up (opset 16).
+When the MaxPool reads a Relu that nothing else reads, ``max(relu(x)) = relu(max(x))``: each
+window's maximum sits where the Relu is active exactly when the pooled value is positive, so the
+Relu's mask is applied to ``dy`` at pooled resolution (``dy * (y > 0)``, a quarter of the
+elements for 2x2 windows) and the Relu rule passes the routed gradient through.
 """
 
 from __future__ import annotations
@@ -204,9 +208,26 @@ def max_pool(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
         raise ctx.fail("the gradient of MaxPool needs ScatterElements with reduction (opset 16)",
                        "convert the model to opset 16 or later")
     x = node.inputs[0]
-    indices = node.outputs[1]
+    indices, dy = node.outputs[1], output_grads[0]
+    masks_relu = _reads_only_relu(ctx, x)
+    if masks_relu:
+        y = node.outputs[0]
+        dy = ctx.op("Mul", dy, ctx.op("Cast", ctx.op("Greater", y, ctx.scalar(0.0, y)), to=ctx.dtype(y)))
     flat = ctx.ints([-1])
     zeros = ctx.zeros(ctx.op("Reshape", ctx.op("Size", x), ctx.ints([1])), x)
-    routed = ctx.op("ScatterElements", zeros, ctx.op("Reshape", indices, flat), ctx.op("Reshape", output_grads[0], flat),
+    routed = ctx.op("ScatterElements", zeros, ctx.op("Reshape", indices, flat), ctx.op("Reshape", dy, flat),
                     axis=0, reduction="add")
-    return [ctx.reshape_like(routed, x)]
+    dx = ctx.reshape_like(routed, x)
+    if masks_relu:
+        ctx.relu_masked.add(dx)
+    return [dx]
+
+
+def _reads_only_relu(ctx: GradContext, x: ir.Value) -> bool:
+    """Whether ``x`` is a Relu's output that no other forward node (nor the graph output) reads."""
+    producer = x.producer()
+    if producer is None or producer.op_type != "Relu" or producer.domain not in ("", "ai.onnx"):
+        return False
+    backward = set(ctx.nodes)
+    readers = {node for node, _ in x.uses() if node not in backward}
+    return len(readers) == 1 and not x.is_graph_output()
