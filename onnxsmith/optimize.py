@@ -20,6 +20,7 @@ from onnxsmith.codegen import get_target
 from onnxsmith.errors import OutputError, PipelineError
 from onnxsmith.input_data import check_inputs, load_input_data
 from onnxsmith.ir import count_nodes, load, save
+from onnxsmith.ir._gc import gc_paused, gc_young_only
 from onnxsmith.ir.queries import all_graphs
 from onnxsmith.passes import PassContext, PassManager, PipelineReport
 from onnxsmith.passes.quant import CalibrationSetup
@@ -135,26 +136,30 @@ def optimize_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
         (ranges if isinstance(ranges, Ranges) else Ranges.load_json(ranges)).store(ctx)
     if calibration is not None:
         calibration.store(ctx)
-    model = load(input_path)
-    check_output_path(input_path, output_path, model)
-    if inputs is not None:
-        if isinstance(inputs, Mapping):
-            check_inputs(inputs, model)
-            manager.inputs = dict(inputs)
-        else:
-            manager.inputs = load_input_data(inputs, model)
-    nodes_before, bytes_before = count_nodes(model), _input_bytes(Path(input_path), model)
-    report = manager.run(model, ctx)
-    if save_ranges is not None:
-        _save_ranges(ctx, save_ranges)
-    save(model, output_path)
+    # The loaded model lives through the whole run: collections during it skip its objects.
+    with gc_paused():
+        model = load(input_path)
+        with gc_young_only():
+            check_output_path(input_path, output_path, model)
+            if inputs is not None:
+                if isinstance(inputs, Mapping):
+                    check_inputs(inputs, model)
+                    manager.inputs = dict(inputs)
+                else:
+                    manager.inputs = load_input_data(inputs, model)
+            nodes_before, bytes_before = count_nodes(model), _input_bytes(Path(input_path), model)
+            report = manager.run(model, ctx)
+            if save_ranges is not None:
+                _save_ranges(ctx, save_ranges)
+            save(model, output_path)
+            nodes_after = count_nodes(model)
     return OptimizeResult(
         input_path=os.fspath(input_path),
         output_path=os.fspath(output_path),
         target=target,
         report=report,
         nodes_before=nodes_before,
-        nodes_after=count_nodes(model),
+        nodes_after=nodes_after,
         file_bytes_before=bytes_before,
         file_bytes_after=_output_bytes(Path(output_path)),
     )

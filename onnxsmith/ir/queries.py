@@ -5,17 +5,19 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterator
+from operator import attrgetter
 
 import onnx_ir as ir
 
 from onnxsmith.ir._gc import gc_paused
 
-__all__ = ["all_graphs", "all_nodes", "census", "count_nodes", "has_external_data", "model_size", "nbytes", "node_subgraphs",
-           "op_histogram", "op_key", "tensor_bytes"]
+__all__ = ["all_graphs", "all_nodes", "census", "count_nodes", "has_external_data", "initializer_bytes", "model_size",
+           "name_ops", "nbytes", "node_subgraphs", "op_histogram", "op_key", "tensor_bytes"]
 
 
 _GRAPH = ir.AttributeType.GRAPH
 _GRAPHS = ir.AttributeType.GRAPHS
+_DOMAIN_OP = attrgetter("domain", "op_type")
 
 
 def _itemsizes() -> dict[int, float]:
@@ -94,15 +96,25 @@ def census(model: ir.Model) -> tuple[int, int, Counter[str]]:
             graph = pending.pop()
             members = list(graph)
             nodes += len(members)
-            pairs.update([(node.domain, node.op_type) for node in members])
+            pairs.update(map(_DOMAIN_OP, members))
             for node in members:
                 if node.attributes.data:
                     pending.extend(node_subgraphs(node))
-            size += sum(nbytes(v.const_value) for v in graph.initializers.values() if v.const_value is not None)
+            size += initializer_bytes(graph)
+    return nodes, size, name_ops(pairs)
+
+
+def name_ops(pairs: Counter[tuple[str, str]]) -> Counter[str]:
+    """An op histogram by ``op_key`` from counts per ``(domain, op_type)`` pair."""
     ops: Counter[str] = Counter()
     for (domain, op_type), count in pairs.items():
         ops[op_type if domain in ("", "ai.onnx") else f"{domain}::{op_type}"] += count
-    return nodes, size, ops
+    return ops
+
+
+def initializer_bytes(graph: ir.Graph) -> int:
+    """Bytes of the graph's own initializers (not those of its subgraphs), from their headers."""
+    return sum(nbytes(v.const_value) for v in graph.initializers.values() if v.const_value is not None)
 
 
 def _tensors(model: ir.Model) -> Iterator[ir.TensorProtocol]:
@@ -141,7 +153,7 @@ def model_size(model: ir.Model) -> tuple[int, int]:
     nodes = size = 0
     for graph in all_graphs(model):
         nodes += len(graph)
-        size += sum(nbytes(v.const_value) for v in graph.initializers.values() if v.const_value is not None)
+        size += initializer_bytes(graph)
     return nodes, size
 
 

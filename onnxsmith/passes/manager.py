@@ -29,7 +29,7 @@ from onnxsmith.ir._gc import gc_paused
 from onnxsmith.ir.queries import census
 from onnxsmith.passes.base import Pass, PassContext, Tolerance
 from onnxsmith.passes.pipeline import build_pipeline, check_order, have_after, pipeline_string
-from onnxsmith.verify.structural import verify_structure
+from onnxsmith.verify.structural import verified_census
 
 __all__ = ["PassManager", "PassRecord", "PipelineReport", "VerifyLevel", "run_pipeline"]
 
@@ -126,12 +126,13 @@ class PassManager:
         check_order(self.passes, ctx.properties)
         report = PipelineReport(self.pipeline, self.verify)
         log.info("pipeline: %s", report.pipeline)
+        sizes = None  # node count, tensor bytes and ops of the model as it is now (None: not counted yet)
         if self.verify != "none":
-            verify_structure(model, where="input model")
+            nodes, size, ops = verified_census(model, where="input model")
+            sizes = (nodes, size, dict(sorted(ops.items())))
         reference = self._reference(model) if self.verify == "numeric" else None
         tolerance = Tolerance(0.0, 0.0)
         start = time.perf_counter()
-        sizes = None
         for p in self.passes:
             rerun = _needless_rerun(p, report.records)
             if rerun and not ctx.debug:
@@ -144,10 +145,8 @@ class PassManager:
             sizes = (record.nodes_after, record.bytes_after, record.ops_after)
             report.records.append(record)
             tolerance = tolerance + p.tolerance
-            if record.modified and self.verify != "none":
-                verify_structure(model, where=f"after pass '{p.name}'")
-                if reference is not None:
-                    record.max_abs_error = self._check_numeric(model, reference, tolerance, p.name, report)
+            if record.modified and reference is not None:  # structure: verified by _run_one
+                record.max_abs_error = self._check_numeric(model, reference, tolerance, p.name, report)
             if self.ir_stream is not None and (p.name in self.print_ir_after or "all" in self.print_ir_after):
                 self.ir_stream.write(f"// ----- IR after {p.spec()} -----\n{ir.to_onnx_text(model)}\n")
             if self.on_pass:
@@ -181,8 +180,13 @@ class PassManager:
             ctx.properties = have_after(p, ctx.properties)
         else:
             ctx.properties |= set(p.provides)
-        nodes_after, bytes_after, ops_after = _census(model) if result.modified else (
-            nodes_before, bytes_before, ops_before)
+        if not result.modified:
+            nodes_after, bytes_after, ops_after = nodes_before, bytes_before, ops_before
+        elif self.verify == "none":
+            nodes_after, bytes_after, ops_after = _census(model)
+        else:  # verification and census in one walk
+            nodes_after, bytes_after, ops = verified_census(model, where=f"after pass '{p.name}'")
+            ops_after = dict(sorted(ops.items()))
         record = PassRecord(p.name, p.spec(), bool(result.modified), seconds, nodes_before, nodes_after,
                             bytes_before, bytes_after, dict(result.stats), ops_before=ops_before, ops_after=ops_after)
         log.info("%s: %s in %.3fs, nodes %d -> %d", p.name, "modified" if record.modified else "unchanged",

@@ -8,23 +8,57 @@ Checked for the main graph and, recursively, for subgraphs (which may read outer
 - value names are unique within a graph; graph outputs are defined;
 - every node's domain has an opset import (model-local functions count as their domain);
 - graph inputs and outputs have known element types.
+
+``verified_census`` checks the same invariants and takes the pass manager's census (node count,
+tensor bytes, op histogram: ``onnxsmith.ir.queries.census``) in the same walk, so that verifying
+after a pass costs one walk over the nodes instead of two.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
+from operator import attrgetter
 
 import onnx_ir as ir
 
 from onnxsmith.errors import VerificationError
-from onnxsmith.ir.queries import node_subgraphs
+from onnxsmith.ir._gc import gc_paused
+from onnxsmith.ir.queries import initializer_bytes, name_ops, node_subgraphs
 
-__all__ = ["verify_structure", "structure_problems"]
+__all__ = ["verified_census", "verify_structure", "structure_problems"]
+
+_DOMAIN_OP = attrgetter("domain", "op_type")
+
+
+class _Census:
+    """What ``verified_census`` counts while it checks: nodes, initializer bytes, ``(domain, op)`` pairs."""
+
+    __slots__ = ("nodes", "size", "pairs")
+
+    def __init__(self) -> None:
+        self.nodes = self.size = 0
+        self.pairs: Counter[tuple[str, str]] = Counter()
 
 
 def verify_structure(model: ir.Model, *, where: str = "") -> None:
     """Raises VerificationError naming the first broken invariant."""
-    problems = structure_problems(model, limit=1)
+    _raise_first(structure_problems(model, limit=1), where)
+
+
+def verified_census(model: ir.Model, *, where: str = "") -> tuple[int, int, Counter[str]]:
+    """``verify_structure`` and ``census`` (node count, tensor bytes, op histogram) in one walk.
+
+    Raises:
+        VerificationError: As ``verify_structure``.
+    """
+    counts = _Census()
+    with gc_paused():  # the walk allocates only short-lived sets and tuples
+        _raise_first(_problems(model, 1, counts), where)
+    return counts.nodes, counts.size, name_ops(counts.pairs)
+
+
+def _raise_first(problems: list[str], where: str) -> None:
     if problems:
         prefix = f"{where}: " if where else ""
         raise VerificationError(f"{prefix}structural check failed: {problems[0]}",
@@ -33,10 +67,14 @@ def verify_structure(model: ir.Model, *, where: str = "") -> None:
 
 def structure_problems(model: ir.Model, *, limit: int = 20) -> list[str]:
     """All broken invariants found (at most ``limit``)."""
+    return _problems(model, limit, None)
+
+
+def _problems(model: ir.Model, limit: int, counts: _Census | None) -> list[str]:
     problems: list[str] = []
     domains = set(model.opset_imports) | set(model.graph.opset_imports)
     functions = {(f.domain, f.name) for f in model.functions.values()}
-    _check_graph(model.graph, (), (), domains, functions, problems, limit, top=True)
+    _check_graph(model.graph, (), (), domains, functions, problems, limit, counts, top=True)
     return problems[:limit]
 
 
@@ -60,9 +98,9 @@ def _good_domains(domains: set[str]) -> set[str]:
 
 
 def _check_graph(graph: ir.Graph, outer: tuple[set[ir.Value | None], ...], enclosing: tuple[ir.Graph, ...],
-                 domains: set[str], functions: set[tuple[str, str]], problems: list[str], limit: int, *,
-                 top: bool) -> None:
-    """Checks one graph in a single pass over its nodes.
+                 domains: set[str], functions: set[tuple[str, str]], problems: list[str], limit: int,
+                 counts: _Census | None, *, top: bool) -> None:
+    """Checks one graph in a single pass over its nodes, counting them into ``counts`` if given.
 
     ``defined`` holds the values defined so far in this graph (and ``None``, the empty input), so
     the common case, a node whose inputs are all defined, is one C-level ``issuperset``; only a
@@ -92,17 +130,23 @@ def _check_graph(graph: ir.Graph, outer: tuple[set[ir.Value | None], ...], enclo
     good_domains = _good_domains(domains)
     inner = (*outer, defined)
     first_named, add_defined = names.setdefault, defined.add  # bound once: this loop is the hot path
-    for node in graph:
+    members = list(graph)
+    keys = list(map(_DOMAIN_OP, members))
+    if counts is not None:
+        counts.nodes += len(members)
+        counts.size += initializer_bytes(graph)
+        counts.pairs.update(keys)
+    for node, (domain, _) in zip(members, keys):
         if len(problems) >= limit:
             return
-        if node.domain not in good_domains:
+        if domain not in good_domains:
             problems.extend(_domain_problems(node, domains, functions))
         inputs = node.inputs
         if not defined.issuperset(inputs):
             _input_problems(node, inputs, inner, scopes, problems)
         if node.attributes.data:
             for sub in node_subgraphs(node):
-                _check_graph(sub, inner, scopes, domains, functions, problems, limit, top=False)
+                _check_graph(sub, inner, scopes, domains, functions, problems, limit, counts, top=False)
         for value in node.outputs:
             if value.producer() is not node:
                 problems.append(f"output '{value.name}' of {_label(node)} records another producer")

@@ -1,4 +1,5 @@
-"""The lean inference proto of ``infer_shapes`` and the one-walk ``census`` of the pass manager.
+"""The lean inference proto of ``infer_shapes`` and the one-walk ``census`` of the pass manager
+(alone, and taken by the structural verifier in ``verified_census``).
 
 The inference proto leaves out what ONNX shape inference does not read, so inference on it must
 give every value the same type as inference on the full serialization of the model.
@@ -15,6 +16,7 @@ from onnxsmith.ir._proto_extras import deserialize
 from onnxsmith.ir.queries import census
 from onnxsmith.ir.shapes import _inference_proto
 from onnxsmith.verify.strategies import models
+from onnxsmith.verify.structural import verified_census
 
 
 def _inferred_types(proto: onnx.ModelProto) -> dict[str, bytes]:
@@ -69,3 +71,10 @@ def test_census_counts_subgraphs_and_custom_domains(rich_proto, tmp_path):
     nodes, size, ops = census(model)
     assert (nodes, size, ops) == (count_nodes(model), tensor_bytes(model), op_histogram(model))
     assert nodes > len(model.graph)
+    assert verified_census(model) == (nodes, size, ops)  # the verifier's walk counts the same
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(models(max_nodes=10))
+def test_verified_census_matches_census(model):
+    assert verified_census(model) == census(model)

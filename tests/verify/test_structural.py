@@ -8,6 +8,7 @@ import pytest
 from onnxsmith.errors import VerificationError
 from onnxsmith.ir import parse_text
 from onnxsmith.verify import structure_problems, verify_structure
+from onnxsmith.verify.structural import verified_census
 
 GOOD = """
 <ir_version: 9, opset_import: ["" : 17]>
@@ -77,3 +78,11 @@ def test_subgraph_may_not_use_later_outer_values():
     """
     model = parse_text(text, check=False)
     assert any("'a'" in p for p in structure_problems(model))
+
+
+
+def test_verified_census_raises_as_verify_structure_does():
+    model = parse_text(GOOD)
+    next(iter(model.graph)).replace_input_with(0, ir.Value(name="stranger"))
+    with pytest.raises(VerificationError, match="^after pass 'x': .*input 0 'stranger' is not defined"):
+        verified_census(model, where="after pass 'x'")
