@@ -52,6 +52,8 @@ class Target:
             (``generic`` is checked on ``CPUExecutionProvider``).
         description: One line for listings.
         fusions: Fusion families worth applying for this target (names from ``FUSION_FAMILIES``).
+        opt_in_fusions: Families whose ops the target runs but that measured slower than leaving
+            the pattern to the runtime: applied only when named (``fuse{rules=attention}``).
         op_table_source: Returns the op table (may compute it on first use; callers cache).
         quant_source: Returns the quantization constraints (may derive them from the op table).
     """
@@ -62,9 +64,10 @@ class Target:
     fusions: frozenset[str]
     op_table_source: Callable[[], OpTable] = field(repr=False, compare=False)
     quant_source: Callable[[], QuantConstraints] = field(repr=False, compare=False)
+    opt_in_fusions: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
-        unknown = self.fusions - FUSION_FAMILIES.keys()
+        unknown = (self.fusions | self.opt_in_fusions) - FUSION_FAMILIES.keys()
         if unknown:
             raise ValueError(f"target {self.name}: unknown fusion families {sorted(unknown)}")
 
@@ -78,15 +81,19 @@ class Target:
         """What this target accepts from quantization."""
         return self.quant_source()
 
-    def allows_fusion(self, family: str) -> bool:
+    def allows_fusion(self, family: str, *, named: bool = False) -> bool:
         """Whether fusions of ``family`` should be applied for this target.
+
+        Args:
+            family: A name from ``FUSION_FAMILIES``.
+            named: The user asked for this family by name, which also allows ``opt_in_fusions``.
 
         Raises:
             ValueError: ``family`` is not a known fusion family (a typo in a rule definition).
         """
         if family not in FUSION_FAMILIES:
             raise ValueError(f"unknown fusion family '{family}'")
-        return family in self.fusions
+        return family in self.fusions or (named and family in self.opt_in_fusions)
 
     def why_unsupported(self, domain: str, op_type: str, opset: int) -> str | None:
         """None if ``domain::op_type`` at ``opset`` runs on this target, else the reason in words."""
@@ -139,6 +146,7 @@ class Target:
             "description": self.description,
             "ops": {"source": table.source, "count": len(table.kernels)},
             "fusions": sorted(self.fusions),
+            "opt_in_fusions": sorted(self.opt_in_fusions),
             "quantization": self.quant.to_dict(),
         }
 

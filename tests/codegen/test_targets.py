@@ -150,7 +150,10 @@ def test_a_domain_the_model_does_not_import_is_reported():
 
 
 def test_fusion_families():
-    assert get_target("cpu").fusions == set(FUSION_FAMILIES)
+    cpu = get_target("cpu")
+    assert cpu.fusions | cpu.opt_in_fusions == set(FUSION_FAMILIES)
+    assert not cpu.allows_fusion("attention") and cpu.allows_fusion("attention", named=True)
+    assert not get_target("generic").allows_fusion("attention", named=True)  # opt-in needs the target to run it
     generic = get_target("generic")
     assert generic.allows_fusion("conv-bn") and not generic.allows_fusion("conv-activation")
     assert not get_target("tensorrt").allows_fusion("attention")

@@ -26,7 +26,9 @@ Each module holds one family of rewrite rules, named as in
 - ``reshape``: consecutive Reshapes collapsed.
 
 ``fuse`` applies, to a fixed point, every family the context's target allows
-(``Target.allows_fusion``). ``fuse{rules=gemm}`` restricts it to the named families or rules
+(``Target.allows_fusion``). Families a target runs but that measured slower than the unfused graph
+(``Target.opt_in_fusions``: attention on cpu) apply only when named: ``fuse{enable=attention}`` adds
+them to the defaults. ``fuse{rules=gemm}`` restricts it to the named families or rules
 (family and rule names may be mixed); ``explain`` and ``max-rewrites`` work as for every
 :class:`~onnxsmith.passes.rewrite.RewritePass`, and the statistics count applications and
 rejections per rule. Last, ``remove-unused`` runs: the nodes left without users (the mask and
@@ -42,6 +44,7 @@ HardSigmoid's ``1/h`` is rounded to float32 once. Transpose, Reshape and Pad rew
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import onnx_ir as ir
@@ -58,7 +61,7 @@ from onnxsmith.passes.fusion import hard_activation, pad_pool, reshape, scale_ge
 from onnxsmith.passes.registry import register_pass
 from onnxsmith.passes.rewrite import RewriteOptions, RewritePass, RuleSet, apply_rules
 
-__all__ = ["FAMILIES", "Fuse"]
+__all__ = ["FAMILIES", "Fuse", "FuseOptions"]
 
 #: Family name -> its rules, in the order ``fuse`` tries them.
 FAMILIES = MappingProxyType({module.FAMILY: module.RULES
@@ -70,20 +73,44 @@ FAMILIES = MappingProxyType({module.FAMILY: module.RULES
 _FAMILY_OF = {r.name: family for family, rules in FAMILIES.items() for r in rules}
 
 
+@dataclass
+class FuseOptions(RewriteOptions):
+    """Options of ``fuse``.
+
+    Attributes:
+        rules: Apply only these families or rules (all the target allows if empty).
+        explain: Log one line per rejected match attempt, with the reason.
+        max_rewrites: Stop with an error after this many rewrites (default: the driver's cap).
+        enable: Opt-in families to apply as well as the target's defaults (attention on cpu).
+    """
+
+    enable: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name in self.enable:
+            if name not in FAMILIES:
+                best = closest(name, list(FAMILIES))
+                raise PassOptionError(f"'fuse' has no family '{name}' to enable (families: {', '.join(FAMILIES)})",
+                                      f"did you mean '{best}'?" if best else None)
+
+
 @register_pass
 class Fuse(RewritePass):
     """Fuse operators with every rule family the target allows."""
 
     name = "fuse"
+    Options = FuseOptions
     rules = RuleSet(r for rules in FAMILIES.values() for r in rules)
     tolerance = Tolerance(rtol=1e-4, atol=1e-5)
     idempotent = True
 
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
-        options: RewriteOptions = self.options
+        options: FuseOptions = self.options
         selected = self._select(options.rules) if options.rules else self.rules
         target = target_of(ctx)
-        legal = RuleSet(r for r in selected if target.allows_fusion(_FAMILY_OF[r.name]))
+        named = {*options.rules, *options.enable}
+        legal = RuleSet(r for r in selected
+                        if target.allows_fusion(_FAMILY_OF[r.name], named=r.name in named or _FAMILY_OF[r.name] in named))
         explain = None
         if options.explain or ctx.debug:
             def explain(message: str) -> None:

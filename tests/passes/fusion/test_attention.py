@@ -7,6 +7,7 @@ import onnx_ir as ir
 import pytest
 from hypothesis import strategies as st
 
+from onnxsmith.errors import OnnxsmithError
 from onnxsmith.passes import PassContext, PassManager
 from onnxsmith.passes.fusion.attention import RULES
 from onnxsmith.passes.rewrite import apply_rules, explain
@@ -27,7 +28,8 @@ BLOCKS = [
 
 
 def _fuse(model: ir.Model) -> ir.Model:
-    PassManager("cleanup,fuse,remove-unused", verify="structural").run(model, PassContext(target="cpu"))
+    PassManager("cleanup,fuse{enable=attention,multi-head-attention},remove-unused", verify="structural").run(
+        model, PassContext(target="cpu"))
     return model
 
 
@@ -126,4 +128,14 @@ def _blocks(draw: st.DrawFn) -> ir.Model:
 
 
 def test_fuse_keeps_its_contract_on_attention_blocks():
-    check_pass("fuse", models=_blocks(), max_examples=10, context=lambda _model: PassContext(target="cpu"))
+    check_pass("fuse", models=_blocks(), max_examples=10, options={"enable": ["attention", "multi-head-attention"]},
+               context=lambda _model: PassContext(target="cpu"))
+
+
+def test_attention_is_opt_in_on_cpu():
+    # measured slower than the unfused graph on onnxruntime's CPU kernels (codegen.targets)
+    model = build(Block())
+    PassManager("cleanup,fuse", verify="structural").run(model, PassContext(target="cpu"))
+    assert not [n for n in model.graph if n.domain == "com.microsoft"]
+    with pytest.raises(OnnxsmithError, match="no family 'atention' to enable"):
+        PassManager("fuse{enable=atention}")
