@@ -27,7 +27,7 @@ from collections.abc import Callable
 import numpy as np
 import onnx_ir as ir
 
-from onnxsmith.passes.cleanup._constants import constant_array, dropout_is_inference, static_dims
+from onnxsmith.passes.cleanup._constants import constant_array, constant_tensor, dropout_is_inference, static_dims
 
 __all__ = ["RULES", "passthrough_input"]
 
@@ -218,11 +218,14 @@ def _slice(node: ir.Node, opset: int) -> bool:
 def _neutral_operand(node: ir.Node, x_index: int, neutral: float) -> bool:
     """Whether input ``1 - x_index`` is a constant filled with ``neutral`` that leaves x's shape as is."""
     x, c = node.inputs[x_index], node.inputs[1 - x_index]
-    array = constant_array(c)
     dims = _dims(x)
-    if x is None or array is None or dims is None or array.ndim > len(dims):
+    if dims is None or x.dtype is None:  # x is not None when it has dims
         return False
-    if x.dtype is None or array.dtype == object or ir.DataType.from_numpy(array.dtype) != x.dtype:
+    tensor = constant_tensor(c)  # header checks before the data is read
+    if tensor is None or tensor.dtype != x.dtype:
+        return False
+    array = constant_array(c)
+    if array is None or array.ndim > len(dims) or array.dtype == object:
         return False
     if array.size == 0 or not np.all(array == neutral):
         return False
