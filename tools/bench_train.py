@@ -400,17 +400,20 @@ class DigitsResult:
     ort_loss: float
 
 
-def train_digits(epochs: int, threads: int, batch: int = 64, lr: float = 3e-3) -> DigitsResult:
-    """Trains the folded digits CNN from the same initial weights in torch and in onnxruntime."""
+def train_digits(epochs: int, threads: int, seed: int = SEED, batch: int = 64, lr: float = 3e-3) -> DigitsResult:
+    """Trains the folded digits CNN from the same initial weights in torch and in onnxruntime.
+
+    ``seed`` draws the initial weights, the batch order and the shifts.
+    """
     torch.set_num_threads(threads)
     images, labels = digits_images()
     train, test = split(len(labels))
-    module = digits_cnn()
+    module = digits_cnn(seed)
     inference = export(module, images[:2], "image", dynamic_batch=True)
     ours = Trainer(training_graph(inference), threads=threads)
     theirs = TorchSteps(module.train())
     ort_loss = math.nan
-    rng = np.random.default_rng(SEED)
+    rng = np.random.default_rng(seed)
     total = epochs * -(-len(train) // batch)
     wall = {"torch": 0.0, "ort": 0.0}
     cpu = {"torch": 0.0, "ort": 0.0}
@@ -459,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--layers", type=int, default=2, help="transformer encoder blocks")
     parser.add_argument("--epochs", type=int, default=12, help="digits training epochs")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[SEED], help="digits runs, one per seed")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="allowed relative loss difference")
     parser.add_argument("--profile", action="store_true", help="onnxruntime node profile of the training graphs")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 thread, few steps, 2 epochs")
@@ -504,16 +508,27 @@ def main(argv: list[str] | None = None) -> int:
                       markdown_table(["phase", "op", "ms per step", "share"],
                                      [[p, op, f"{ms:.2f}", f"{ms / total:.0%}"] for p, op, ms in profile["ops"]]), ""]
     if args.only in (None, "digits"):
-        result = train_digits(args.epochs, args.threads[0])
+        results = []
+        for seed in args.seeds:
+            result = train_digits(args.epochs, args.threads[0], seed)
+            results.append(result)
+            print(f"digits seed {seed}: torch {result.torch_accuracy:.2%}, onnxruntime {result.ort_accuracy:.2%}",
+                  flush=True)
+        rows = [[str(seed), f"{r.torch_accuracy:.2%}", f"{r.ort_accuracy:.2%}",
+                 f"{(r.ort_accuracy - r.torch_accuracy) * 100:+.2f}", f"{r.agreement:.2%}",
+                 f"{r.torch_loss:.4f} / {r.ort_loss:.4f}", f"{r.torch_wall:.1f} / {r.ort_wall:.1f}",
+                 f"{r.torch_cpu:.1f} / {r.ort_cpu:.1f}"]
+                for seed, r in zip(args.seeds, results)]
+        torch_mean = statistics.mean(r.torch_accuracy for r in results)
+        ort_mean = statistics.mean(r.ort_accuracy for r in results)
         lines += [f"Digits CNN from scratch: {args.epochs} epochs, batch 64, AdamW with a cosine schedule "
-                  f"from 3e-3, {args.threads[0]} thread(s), the two interleaved step by step:", "",
-                  markdown_table(["", "held-out accuracy", "final batch loss", "training wall s", "training CPU s"], [
-                      ["torch", f"{result.torch_accuracy:.2%}", f"{result.torch_loss:.4f}",
-                       f"{result.torch_wall:.1f}", f"{result.torch_cpu:.1f}"],
-                      ["onnxruntime", f"{result.ort_accuracy:.2%}", f"{result.ort_loss:.4f}",
-                       f"{result.ort_wall:.1f}", f"{result.ort_cpu:.1f}"]]), "",
-                  f"Same prediction on {result.agreement:.2%} of the 540 held-out images; accuracy difference "
-                  f"{abs(result.torch_accuracy - result.ort_accuracy) * 100:.2f} points.", ""]
+                  f"from 3e-3, {args.threads[0]} thread(s), the two interleaved step by step, one run per seed "
+                  "(initial weights, batch order and shifts):", "",
+                  markdown_table(["seed", "torch accuracy", "ORT accuracy", "difference (points)",
+                                  "same prediction", "final batch loss torch / ORT",
+                                  "training wall s torch / ORT", "training CPU s torch / ORT"], rows), "",
+                  f"Mean held-out accuracy over {len(results)} seed(s): torch {torch_mean:.2%}, onnxruntime "
+                  f"{ort_mean:.2%} ({(ort_mean - torch_mean) * 100:+.2f} points).", ""]
     report = "\n".join(lines)
     print(report)
     if args.markdown:
