@@ -12,7 +12,11 @@ Forms, by target:
 - targets that run ``com.microsoft::DynamicQuantizeMatMul`` (``cpu``): one node,
   ``DynamicQuantizeMatMul(A, W_q, s_w, zp_w, bias?)``; a following ``Add`` of a ``[N]`` constant
   is folded into its ``bias`` input (rule ``dynamic-matmul-bias``, which also folds into such
-  nodes already in the model). ``com.microsoft::Attention`` becomes ``QAttention`` with its
+  nodes already in the model). Where several read one activation (a transformer's query, key
+  and value projections), it is quantized once: one ``DynamicQuantizeLinear`` feeding a
+  ``com.microsoft::MatMulIntegerToFloat`` per reader
+  (:mod:`~onnxsmith.passes.quant.shared_activation`; the standard form below shares its
+  ``DynamicQuantizeLinear`` the same way). ``com.microsoft::Attention`` becomes ``QAttention`` with its
   input through ``DynamicQuantizeLinear`` and its merged QKV weight quantized per column, as
   ``onnxruntime.quantization`` does.
 - other targets: standard ONNX, ``DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul(s_a * s_w)``
@@ -78,6 +82,7 @@ from onnxsmith.passes.quant.embedding import (
     gather_scaled_rows,
 )
 from onnxsmith.passes.quant.scales import QuantParams, quantize_weight
+from onnxsmith.passes.quant.shared_activation import share_activation_quantization
 from onnxsmith.passes.registry import register_pass
 from onnxsmith.passes.rewrite import (
     Const,
@@ -332,4 +337,10 @@ class QuantizeDynamic(Pass):
             quantized_embed=target.supports_op(MS_DOMAIN, "QEmbedLayerNormalization", 1),
             skip_layer_norm=target.supports_op(MS_DOMAIN, "SkipLayerNormalization", 1),
         )
-        return apply_traced(self.name, model, _rules(plan), ctx, explain=options.explain)
+        result = apply_traced(self.name, model, _rules(plan), ctx, explain=options.explain)
+        shared = share_activation_quantization(
+            model, fused=plan.fused_matmul and target.supports_op(MS_DOMAIN, "MatMulIntegerToFloat", 1)
+            and model.opset_imports.get("", 0) >= 11)
+        if shared:
+            result.stats["shared-activation-quantization"] = shared
+        return PassResult(result.modified or shared > 0, result.stats)
