@@ -4,7 +4,9 @@
 checked (``_validate``): external data must live inside the model's folder and be as large as
 the tensor's shape says, inline data must match its declared size. Hostile or corrupt files
 therefore fail with a one-line ``ModelInputError`` instead of crashing or allocating what their
-headers claim. Tensors stored as external data stay on disk: onnx_ir's ``ExternalTensor``
+headers claim. The ONNX checker reads the file itself, before ``load`` does, so that its copy of
+the model is gone before ours is parsed (peak memory: two copies of the file, not four); its
+verdict is reported only after the header checks pass, which name a problem more precisely. Tensors stored as external data stay on disk: onnx_ir's ``ExternalTensor``
 memory-maps its file on first use, so a pipeline whose passes do not touch the weights never
 reads them.
 
@@ -98,6 +100,7 @@ def _read_proto(path: Path, *, check: bool) -> tuple[onnx.ModelProto, bool]:
         raise ModelInputError(f"model file not found: {shown}", "check the path")
     if path.is_dir():
         raise ModelInputError(f"model path is a folder: {shown}", "pass the .onnx file inside it")
+    verdict = _checker_verdict(path) if check else None
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -115,20 +118,24 @@ def _read_proto(path: Path, *, check: bool) -> tuple[onnx.ModelProto, bool]:
         raise ModelInputError(f"{shown} is not an ONNX model (no graph or ir_version)",
                               "pass a .onnx file exported by a framework")
     external = check_tensors(proto, path)
-    if check:
-        _run_checker(proto, path, external)
+    if verdict is not None:
+        raise ModelInputError(f"{shown} fails the ONNX checker: {first_line(verdict, 200)}",
+                              "fix the exporter output, or re-export with a supported opset") from verdict
     return proto, external
 
 
-def _run_checker(proto: onnx.ModelProto, path: Path, external: bool) -> None:
-    # With a ModelProto the checker resolves external data against the working directory;
-    # given the path it uses the model's folder (and re-reads only the small protobuf).
-    target: onnx.ModelProto | str = str(path) if external else proto
+def _checker_verdict(path: Path) -> onnx.checker.ValidationError | None:
+    """The ONNX checker's objection to the model file at ``path``, or None.
+
+    Given the path (not a ModelProto, which it would serialize into a second copy) the checker
+    parses the file on its own, resolves external data against the model's folder and never
+    reads that data.
+    """
     try:
-        onnx.checker.check_model(target)
+        onnx.checker.check_model(str(path))
     except onnx.checker.ValidationError as e:
-        raise ModelInputError(f"{shown_path(path)} fails the ONNX checker: {first_line(e, 200)}",
-                              "fix the exporter output, or re-export with a supported opset") from e
+        return e
+    return None
 
 
 def save(
