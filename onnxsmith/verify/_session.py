@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import onnx_ir as ir
@@ -34,11 +35,14 @@ def session_options(optimize: bool = False, threads: int = 1):
     return options
 
 
-def make_session(model: ir.Model, *, optimize: bool = False, threads: int = 1):
-    """An onnxruntime CPU session for ``model`` (graph optimizations off unless asked)."""
+def make_session(model: ir.Model, *, optimize: bool = False, threads: int = 1, options: Any = None):
+    """An onnxruntime CPU session for ``model`` (graph optimizations off unless asked).
+
+    ``options`` (``SessionOptions``) replaces the options ``optimize`` and ``threads`` would make.
+    """
     import onnxruntime as ort
 
-    options = session_options(optimize, threads)
+    options = options or session_options(optimize, threads)
     try:
         if has_external_data(model) or tensor_bytes(model) > _INLINE_LIMIT:
             from onnxsmith.ir._io import save
