@@ -2,7 +2,7 @@
 
 Node and value names are derived from a prefix and made unique in the graph; small constants
 are shared. Gradient rules use :class:`~onnxsmith.passes.train.context.GradContext` instead,
-which also knows the node being differentiated.
+which also knows the node being differentiated. Both draw names from :class:`GraphNames`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-__all__ = ["Emitter", "used_names"]
+__all__ = ["Emitter", "GraphNames"]
 
 
 class Emitter:
@@ -27,18 +27,12 @@ class Emitter:
         self.graph = graph
         self.prefix = prefix
         self.nodes: list[ir.Node] = []
-        self._names = used_names(graph)
-        self._counter = 0
+        self._names = GraphNames(graph)
         self._constants: dict[tuple, ir.Value] = {}
 
     def fresh(self, base: str) -> str:
         """A name unused in the graph, ``base`` itself when free."""
-        name = base
-        while name in self._names:
-            self._counter += 1
-            name = f"{base}_{self._counter}"
-        self._names.add(name)
-        return name
+        return self._names.fresh(base)
 
     def taken(self, name: str) -> bool:
         """Whether a value or node of the graph already has ``name``."""
@@ -86,12 +80,37 @@ class Emitter:
         return value
 
 
-def used_names(graph: ir.Graph) -> set[str]:
-    """Names of the graph's inputs, initializers, nodes and node outputs."""
-    names = {v.name for v in graph.inputs if v.name}
-    names.update(graph.initializers)
-    for node in graph.all_nodes():
-        if node.name:
-            names.add(node.name)
-        names.update(v.name for v in node.outputs if v.name)
-    return names
+class GraphNames:
+    """The names used in a graph (inputs, initializers, nodes, node outputs) and fresh ones beside them.
+
+    One set covers value and node names, so a fresh name is free for either. ``fresh(base)`` is
+    ``base`` when free, else ``base_<n>`` with ``n`` from one counter shared by all bases.
+
+    Args:
+        graph: The graph whose names (in all its subgraphs too) are taken.
+    """
+
+    def __init__(self, graph: ir.Graph) -> None:
+        self._names = {v.name for v in graph.inputs if v.name}
+        self._names.update(graph.initializers)
+        for node in graph.all_nodes():
+            if node.name:
+                self._names.add(node.name)
+            self._names.update(v.name for v in node.outputs if v.name)
+        self._counter = 0
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._names
+
+    def add(self, name: str) -> None:
+        """Marks ``name`` as taken."""
+        self._names.add(name)
+
+    def fresh(self, base: str) -> str:
+        """A name not taken yet, ``base`` itself when free; it is taken from now on."""
+        name = base
+        while name in self._names:
+            self._counter += 1
+            name = f"{base}_{self._counter}"
+        self._names.add(name)
+        return name

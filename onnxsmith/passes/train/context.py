@@ -26,7 +26,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxsmith.errors import UnsupportedError
-from onnxsmith.passes.train._emit import used_names
+from onnxsmith.passes.train._emit import GraphNames
 
 __all__ = ["Dim", "GradContext", "RuleOptions"]
 
@@ -70,8 +70,7 @@ class GradContext:
         self.opset = opset
         self.options = options or RuleOptions()
         self.nodes: list[ir.Node] = []
-        self._names = used_names(graph)
-        self._counter = 0
+        self._names = GraphNames(graph)
         self._node: ir.Node | None = None
         self._needs: tuple[bool, ...] = ()
         self._shapes: dict[int, ir.Value] = {}
@@ -108,12 +107,7 @@ class GradContext:
 
     def fresh(self, base: str) -> str:
         """A value or node name unused in the graph, derived from ``base``."""
-        name = base
-        while name in self._names:
-            self._counter += 1
-            name = f"{base}_{self._counter}"
-        self._names.add(name)
-        return name
+        return self._names.fresh(base)
 
     def op(self, op_type: str, *inputs: ir.Value | None, outputs: int = 1, **attributes: Any) -> Any:
         """Appends a default-domain node; returns its output (a tuple when ``outputs > 1``).
