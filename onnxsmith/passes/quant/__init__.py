@@ -29,13 +29,16 @@ from onnxsmith.passes.quant.scales import (
     quantize_weight,
 )
 
-register_pipeline("qdq", "prepare-quant,annotate-quant,insert-qdq,fold-scales",
+#: Embedding tables as 8-bit blocks, weight-only (activations are planned by annotate-quant, tables are not).
+_TABLES = "quantize-weights{op-types=Gather,EmbedLayerNormalization;bits=8}"
+
+register_pipeline("qdq", f"prepare-quant,annotate-quant,insert-qdq,fold-scales,{_TABLES}",
                   "static quantization: fold BatchNorm, plan from calibration ranges, insert Q/DQ, store weights "
-                  "as integers")
+                  "as integers, embedding tables as int8")
 register_pipeline("qdq-smooth", "prepare-quant,smooth-quant{alpha=0.8;insert-mul=true},annotate-quant,insert-qdq,"
-                  "fold-scales", "static quantization after SmoothQuant (alpha 0.8; activation outliers migrated "
+                  f"fold-scales,{_TABLES}", "static quantization after SmoothQuant (alpha 0.8; activation outliers migrated "
                   "into the MatMul weights, with a Mul where no producer absorbs 1/s)")
-register_pipeline("qdq-auto", "prepare-quant,annotate-quant,tune-quant,insert-qdq,fold-scales",
+register_pipeline("qdq-auto", f"prepare-quant,annotate-quant,tune-quant,insert-qdq,fold-scales,{_TABLES}",
                   "static quantization that measures output fidelity and keeps in float the tensors that cost it")
 
 __all__ = [

@@ -27,9 +27,12 @@ dequantized (:mod:`~onnxsmith.passes.quant.embedding`, which measures the forms)
   21) by the gathered scales; 8 bits only, as onnxruntime's Gather has no 4-bit kernel (a 4-bit
   table would have to be dequantized whole on every run).
 
-Their error is ``|E - E'| <= s / 2`` elementwise. ``op-types=Gather`` quantizes only tables, so
-that ``quantize-weights{op-types=Gather;bits=8}`` after ``qdq`` (which leaves tables in float)
-stores them as int8 too.
+A fused ``com.microsoft::EmbedLayerNormalization`` (from ``fuse``) gets its tables stored the same
+way: it is un-fused into those lookups and a ``SkipLayerNormalization``
+(:mod:`~onnxsmith.passes.quant.embed_layer_norm`), ``gamma`` and ``beta`` staying in float.
+Their error is ``|E - E'| <= s / 2`` elementwise. ``op-types=Gather,EmbedLayerNormalization``
+quantizes only tables: the ``qdq`` pipelines end with ``quantize-weights{bits=8;op-types=...}``
+(``annotate-quant`` plans activations and leaves tables in float).
 
 Error bound: inside a block ``|W - W'| <= s / 2`` (round to nearest; the block's own range, so
 nothing is clipped), hence for every output element
@@ -41,7 +44,7 @@ at most ``max|W_block| / 15`` per product term for symmetric int4 (``/ 255`` for
 depends on the data, so ``tolerance`` (used by ``--verify numeric`` on random unit-scale inputs)
 is a typical-case figure for int4; the tests check the bound itself.
 
-Options: ``op-types`` (MatMul, Gather; both by default), ``bits`` (4 or 8), ``block-size`` (a
+Options: ``op-types`` (MatMul, Gather, EmbedLayerNormalization; all by default), ``bits`` (4 or 8), ``block-size`` (a
 power of two >= 16, as MatMulNBits and GatherBlockQuantized require; default 32), ``symmetric``
 (default true), ``accuracy-level`` (0-4), ``include`` / ``exclude`` (regular expressions on node
 names or op types) and ``explain``.
@@ -59,6 +62,7 @@ from onnxsmith.passes.base import Pass, PassContext, PassResult, Tolerance
 from onnxsmith.passes.quant._apply import apply_traced
 from onnxsmith.passes.quant._nbits import pack_blocks, pack_zero_points
 from onnxsmith.passes.quant._select import NodeSelection
+from onnxsmith.passes.quant.embed_layer_norm import EmbedLayerNormForms, embed_layer_norm_rule
 from onnxsmith.passes.quant.embedding import (
     BLOCKWISE_OPSET,
     TableScheme,
@@ -74,7 +78,7 @@ from onnxsmith.passes.rewrite import ShapePolicy as S
 __all__ = ["QuantizeWeights", "WeightOptions"]
 
 MS_DOMAIN = "com.microsoft"
-SUPPORTED_OPS = ("MatMul", "Gather")
+SUPPORTED_OPS = ("MatMul", "Gather", "EmbedLayerNormalization")
 
 _FLOAT = ir.DataType.FLOAT
 _T = ir.DataType
@@ -116,6 +120,7 @@ class _Plan:
     options: WeightOptions
     nbits: bool  # the target runs com.microsoft::MatMulNBits
     gather_blocks: bool  # the target runs com.microsoft::GatherBlockQuantized
+    skip_layer_norm: bool  # the target runs com.microsoft::SkipLayerNormalization
     opset: int  # of the default domain
 
     @property
@@ -190,8 +195,15 @@ def _rules(plan: _Plan) -> RuleSet:
             return _matmul_nbits(op, m["a"], name, w, plan.options)
         return op.MatMul(m["a"], _blockwise_dequantize(op, name, w, plan.options))
 
+    def embed_reason(node: ir.Node) -> str | None:
+        return plan.selection.why_not(node) or plan.gather_unavailable
+
+    # the tables' lookups are the blockwise Gathers above, the normalisation un-fused (per-row form)
+    embed_forms = EmbedLayerNormForms(per_row=True, dtype=_NBITS_DTYPES[plan.options.bits], lower=plan.lower_gather,
+                                      quantized_kernel=False, skip_layer_norm=plan.skip_layer_norm)
     return RuleSet([weights_matmul,
-                    gather_rule("weights-gather", plan.selection, plan.lower_gather, plan.gather_unavailable)])
+                    gather_rule("weights-gather", plan.selection, plan.lower_gather, plan.gather_unavailable),
+                    embed_layer_norm_rule("weights-embed-layer-norm", embed_reason, embed_forms)])
 
 
 @register_pass
@@ -209,5 +221,6 @@ class QuantizeWeights(Pass):
         plan = _Plan(NodeSelection.from_options(self.name, options.op_types, options.include, options.exclude),
                      options, nbits=target.supports_op(MS_DOMAIN, "MatMulNBits", 1),
                      gather_blocks=target.supports_op(MS_DOMAIN, "GatherBlockQuantized", 1),
+                     skip_layer_norm=target.supports_op(MS_DOMAIN, "SkipLayerNormalization", 1),
                      opset=model.opset_imports.get("", 0))
         return apply_traced(self.name, model, _rules(plan), ctx, explain=options.explain)

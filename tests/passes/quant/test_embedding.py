@@ -89,7 +89,7 @@ g (int64[3] ids) => (float[3,16] y) <uint8[2,8] emb_q4 = {{{packed}}}, float[2,1
   [gather_GatherBlockQuantized] y = com.microsoft.GatherBlockQuantized <bits = 4, block_size = 16> (emb_q4, ids,
                                                                                                    emb_scales)
 }}""")
-    assert record.stats["applied"] == {"weights-matmul": 0, "weights-gather": 1}
+    assert record.stats["applied"] == {"weights-matmul": 0, "weights-gather": 1, "weights-embed-layer-norm": 0}
 
 
 def test_weights_generic_table_is_blockwise_dequantized_after_the_gather():
@@ -261,7 +261,7 @@ def test_unknown_op_types_are_one_line_errors():
 # --- after qdq ----------------------------------------------------------------------------------------
 
 
-def test_tables_left_in_float_by_qdq_are_stored_as_int8_after_it():
+def test_qdq_stores_tables_as_int8_blocks():
     rng = np.random.default_rng(0)
     b = GraphBuilder(17)
     ids = b.input("ids", "int64", ["N", 6])
@@ -274,9 +274,10 @@ def test_tables_left_in_float_by_qdq_are_stored_as_int8_after_it():
 
     ctx = PassContext(target="cpu")
     CalibrationSetup(data).store(ctx)
-    report = PassManager("qdq,quantize-weights{op-types=Gather;bits=8}", verify="structural").run(model, ctx)
+    report = PassManager("qdq", verify="structural").run(model, ctx)
 
-    assert report.records[-1].stats["applied"] == {"weights-matmul": 0, "weights-gather": 1}
+    assert report.records[-1].stats["applied"] == {"weights-matmul": 0, "weights-gather": 1,
+                                                   "weights-embed-layer-norm": 0}
     assert "emb" not in model.graph.initializers
     check = ep_check(model, get_target("cpu"), data[0])
     assert check.ok, check.format()

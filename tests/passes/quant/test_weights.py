@@ -61,7 +61,7 @@ g (float[2,16] x) => (float[2,1] y)
   [mm_MatMulNBits] y = com.microsoft.MatMulNBits <K = 16, N = 1, bits = 4, block_size = 16> (x, w_q4, w_scales)
 }"""
     assert canonical_text(model) == canonical_text(parse_text(expected))
-    assert record.stats["applied"] == {"weights-matmul": 1, "weights-gather": 0}
+    assert record.stats["applied"] == {"weights-matmul": 1, "weights-gather": 0, "weights-embed-layer-norm": 0}
 
 
 def test_generic_int8_is_blockwise_dequantize_linear():
@@ -119,7 +119,7 @@ def test_onnxruntime_runs_matmul_nbits(target):
 def test_untyped_activations_are_quantized():
     model, _ = _model(32, 8, opset=17, infer_types=False)
     _, record = _run(model)
-    assert record.stats["applied"] == {"weights-matmul": 1, "weights-gather": 0}
+    assert record.stats["applied"] == {"weights-matmul": 1, "weights-gather": 0, "weights-embed-layer-norm": 0}
 
 
 def test_generic_needs_opset_21():
