@@ -11,12 +11,15 @@
   inflate every child's figure: the child is therefore started by a small launcher process (this
   file run as a script, ``--measure``) and the figures include at most the launcher's ~10 MiB.
 * Tables are GitHub markdown (:func:`markdown_table`); ratios read ``1.23x`` (:func:`ratio`).
+* The zoo benchmarks share their command line's ``--zoo``/``--models`` (:func:`add_zoo_arguments`,
+  :func:`comma_list`, :func:`require_zoo_files`) and how a report goes out (:func:`publish`).
 
 These are benchmark tools: they are never imported by the onnxsmith package or its tests.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -26,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,6 +42,38 @@ ZOO = ROOT / "tools" / "out" / "zoo"
 
 #: Runs onnxsmith's command line with this interpreter (``optimize-graph`` need not be on PATH).
 ONNXSMITH_CLI = (sys.executable, "-c", "import sys; from onnxsmith.cli import main; sys.exit(main())")
+
+
+def add_zoo_arguments(parser: argparse.ArgumentParser, models: Iterable[str]) -> None:
+    """Adds ``--zoo`` (the folder of zoo models) and ``--models`` (a comma-separated subset of ``models``)."""
+    parser.add_argument("--zoo", type=Path, default=ZOO, help=f"zoo folder (default: {ZOO})")
+    parser.add_argument("--models", default=",".join(models), help="comma-separated (default: all)")
+
+
+def comma_list(text: str) -> list[str]:
+    """The non-empty items of a comma-separated list, stripped."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def require_zoo_files(parser: argparse.ArgumentParser, zoo: Path, files: Iterable[str]) -> None:
+    """Exits through ``parser.error`` naming the ``files`` missing in ``zoo``, if any."""
+    missing = [f for f in files if not (zoo / f).exists()]
+    if missing:
+        parser.error(f"missing in {zoo}: {', '.join(missing)} (build the zoo: python tools/zoo/build_all.py)")
+
+
+def publish(text: str, markdown: Path | None, started: float) -> None:
+    """Prints the report, also writes it to ``markdown`` when given, and logs the time since ``started``.
+
+    Args:
+        text: The markdown report.
+        markdown: The file to write it to, or None.
+        started: ``time.perf_counter()`` when the benchmark began; the elapsed seconds go to stderr.
+    """
+    print(text)
+    if markdown:
+        markdown.write_text(text)
+    print(f"done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
 
 def session(path: str | os.PathLike, threads: int, *, optimize: bool = True):

@@ -37,13 +37,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_common import (  # noqa: E402
     ONNXSMITH_CLI,
-    ZOO,
+    add_zoo_arguments,
+    comma_list,
     interleaved_medians,
     machine_line,
     markdown_table,
     node_count,
     number,
+    publish,
     ratio,
+    require_zoo_files,
     run_batched,
     run_child,
     session,
@@ -209,8 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         worker(*argv[1:5])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--zoo", type=Path, default=ZOO, help=f"zoo folder (default: {ZOO})")
-    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated (default: all)")
+    add_zoo_arguments(parser, MODELS)
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--runs", type=int, default=50)
@@ -222,13 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         args.runs, args.warmup = 5, 1
     args.batches = [int(b) for b in args.batches.split(",")]
     args.threads = [int(t) for t in args.threads.split(",")]
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    names = comma_list(args.models)
     unknown = [n for n in names if n not in MODELS]
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
-    missing = [MODELS[n].model for n in names if not (args.zoo / MODELS[n].model).exists()]
-    if missing:
-        parser.error(f"missing in {args.zoo}: {', '.join(missing)} (build the zoo: python tools/zoo/build_all.py)")
+    require_zoo_files(parser, args.zoo, (MODELS[n].model for n in names))
 
     latency_rows: list[list[str]] = []
     opt_rows: list[list[str]] = []
@@ -238,11 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             lat, opt = bench_model(MODELS[name], args.zoo, Path(work), args)
             latency_rows += lat
             opt_rows += opt
-    text = report(latency_rows, opt_rows, args)
-    print(text)
-    if args.markdown:
-        args.markdown.write_text(text)
-    print(f"done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    publish(report(latency_rows, opt_rows, args), args.markdown, started)
     return 0
 
 

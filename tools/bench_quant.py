@@ -49,12 +49,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_common import (  # noqa: E402
     ONNXSMITH_CLI,
-    ZOO,
+    add_zoo_arguments,
+    comma_list,
     interleaved_medians,
     machine_line,
     markdown_table,
     number,
+    publish,
     ratio,
+    require_zoo_files,
     run_batched,
     run_child,
     session,
@@ -323,8 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         worker(*argv[1:7])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--zoo", type=Path, default=ZOO, help=f"zoo folder (default: {ZOO})")
-    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated (default: all)")
+    add_zoo_arguments(parser, MODELS)
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated (default: all)")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--runs", type=int, default=50)
@@ -340,16 +342,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.runs, args.warmup, args.eval_rows = 5, 1, args.eval_rows or 64
     args.threads = [int(n) for n in args.threads.split(",")]
-    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    args.methods = comma_list(args.methods)
+    names = comma_list(args.models)
     bad = [n for n in names if n not in MODELS] + [m for m in args.methods if m not in METHODS]
     if bad:
         parser.error(f"unknown model or method {', '.join(bad)} (models: {', '.join(MODELS)}; "
                      f"methods: {', '.join(METHODS)})")
-    missing = [f for n in names for f in (MODELS[n].model, MODELS[n].calib, MODELS[n].test)
-               if not (args.zoo / f).exists()]
-    if missing:
-        parser.error(f"missing in {args.zoo}: {', '.join(missing)} (build the zoo: python tools/zoo/build_all.py)")
+    require_zoo_files(parser, args.zoo, (f for n in names for f in (MODELS[n].model, MODELS[n].calib, MODELS[n].test)))
 
     started = time.perf_counter()
     tables = []
@@ -358,11 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             zoo = MODELS[name]
             fp32, results = bench_model(zoo, args.zoo, Path(work), args)
             tables.append(model_tables(zoo, fp32, results, args.threads))
-    text = report(tables, args)
-    print(text)
-    if args.markdown:
-        args.markdown.write_text(text)
-    print(f"done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    publish(report(tables, args), args.markdown, started)
     return 0
 
 
