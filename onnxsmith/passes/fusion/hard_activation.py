@@ -67,8 +67,11 @@ def _hard_sigmoid(op: RewriterContext, x: ir.Value, alpha: float, beta: float) -
     return op.HardSigmoid(x, alpha=alpha, beta=beta)
 
 
-def _relu6_scale(m: Match, h: float) -> tuple[float, float] | Decline:
-    """``(alpha, beta)`` of ``Clip(x + b, 0, h) / h``, or why the matched Clip is not ``[0, h]``."""
+def _relu6_scale(m: Match) -> tuple[float, float] | Decline:
+    """``(alpha, beta)`` of ``Clip(x + b, 0, h) / h`` (or ``* s``), or why the match is not of that form."""
+    h = _divisor(m)
+    if isinstance(h, Decline):
+        return h
     low, high = _bounds(m)
     if not h > 0:
         return Decline(f"the divisor {h:g} is not positive")
@@ -113,10 +116,7 @@ def min_max_to_clip(op: RewriterContext, m: Match) -> Replacement | Decline:
 
 def _relu6_sigmoid(op: RewriterContext, m: Match) -> Replacement | Decline:
     """Clip(x + b, 0, h) / h -> HardSigmoid<1/h, b/h>(x)"""
-    h = _divisor(m)
-    if isinstance(h, Decline):
-        return h
-    params = _relu6_scale(m, h)
+    params = _relu6_scale(m)
     if isinstance(params, Decline):
         return params
     return _hard_sigmoid(op, m["x"], *params)
@@ -180,10 +180,7 @@ def hard_swish(op: RewriterContext, m: Match) -> Replacement | Decline:
 
 def _relu6_swish(op: RewriterContext, m: Match) -> Replacement | Decline:
     """x * Clip(x + 3, 0, 6) / 6 -> HardSwish(x)"""
-    h = _divisor(m)
-    if isinstance(h, Decline):
-        return h
-    params = _relu6_scale(m, h)
+    params = _relu6_scale(m)
     if isinstance(params, Decline):
         return params
     return _hard_swish(op, m, m["x"], *params)
