@@ -71,13 +71,17 @@ def _entries(node: ir.Node, rank: int) -> list[Entry]:
     return entries if len(entries) == rank else [None] * rank
 
 
-def _dims(node: ir.Node, rank: int) -> tuple[list[Entry], list[object]] | str:
-    """(shape entries, inferred output dims) of a Reshape whose result has ``rank``, or why not."""
+def _dims(node: ir.Node, rank: int, reference: ir.Value) -> tuple[list[Entry], list[object]] | str:
+    """(shape entries, inferred output dims) of a Reshape whose result has ``rank`` and keeps the
+    batch and sequence dims of ``reference``, or why not."""
     out = node.outputs[0]
     if out.shape is not None and out.shape.rank() != rank:
         return f"Reshape '{node.name}' gives rank {out.shape.rank()}, not {rank}"
     inferred: list[object] = list(out.shape) if out.shape is not None else [None] * rank
-    return _entries(node, rank), inferred
+    entries = _entries(node, rank)
+    if not (_keeps(node, entries, inferred, 0, reference) and _keeps(node, entries, inferred, 1, reference)):
+        return f"Reshape '{node.name}' is not known to keep the batch and sequence dims"
+    return entries, inferred
 
 
 def _keeps(node: ir.Node, entries: list[Entry], inferred: list[object], axis: int, reference: ir.Value) -> bool:
@@ -104,12 +108,10 @@ def split_heads(node: ir.Node, hidden: int) -> tuple[int, int] | str:
     """``(N, H)`` if Reshape ``node`` splits ``[B, S, hidden]`` into ``[B, S, N, H]``, else why not."""
     reference = node.inputs[0]
     assert reference is not None
-    found = _dims(node, 4)
+    found = _dims(node, 4, reference)
     if isinstance(found, str):
         return found
     entries, inferred = found
-    if not (_keeps(node, entries, inferred, 0, reference) and _keeps(node, entries, inferred, 1, reference)):
-        return f"Reshape '{node.name}' is not known to keep the batch and sequence dims"
     head_size = entries[3] if isinstance(entries[3], int) and entries[3] > 0 else inferred[3]
     if not isinstance(head_size, int) or head_size <= 0:
         return f"num_heads not derivable: the head size of Reshape '{node.name}' is unknown"
@@ -128,12 +130,10 @@ def merged_width(node: ir.Node, width: int, reference: ir.Value) -> str | None:
 
     ``reference`` is a ``[B, S, ...]`` value of the block (the query projection).
     """
-    found = _dims(node, 3)
+    found = _dims(node, 3, reference)
     if isinstance(found, str):
         return found
     entries, inferred = found
-    if not (_keeps(node, entries, inferred, 0, reference) and _keeps(node, entries, inferred, 1, reference)):
-        return f"Reshape '{node.name}' is not known to keep the batch and sequence dims"
     if entries[2] in (-1, width) or inferred[2] == width:
         return None
     return f"Reshape '{node.name}' does not merge the heads into [batch, sequence, {width}]"
