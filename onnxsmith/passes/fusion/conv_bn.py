@@ -85,6 +85,18 @@ def _replace_bn(m: Match, value: ir.Value) -> Replacement:
     return [value] + [None] * (len(m.node("bn").outputs) - 1)
 
 
+def _refolded_conv(op: RewriterContext, m: Match, new_w: np.ndarray, factor: np.ndarray,
+                   shift: np.ndarray) -> Replacement:
+    """The matched ``conv`` (Conv or ConvTranspose) with weights ``new_w`` and bias ``b * factor + shift``."""
+    w, bias, conv = m.const("w"), m.const("b"), m.node("conv")
+    assert w is not None
+    new_b = shift if bias is None else bias * factor + shift
+    name = conv.name or "conv"
+    fused = op.add_node(conv.op_type, m["x"], op.initializer(new_w.astype(w.dtype), f"{name}_bn_weight"),
+                        op.initializer(new_b.astype(w.dtype), f"{name}_bn_bias"), **m.attributes(conv))
+    return _replace_bn(m, fused)
+
+
 # BatchNormalization(Conv(x, W, b?), gamma, beta, mean, var) -> Conv(x, W', b')
 @rule("conv-bn", _batch_norm(Op("Conv", Var("x"), Const("w", shape=S.ANY, dtype=_FLOATS),
                                 Opt(Const("b", shape=S.PER_CHANNEL)), _name="conv")))
@@ -98,13 +110,7 @@ def conv_bn(op: RewriterContext, m: Match) -> Replacement | Decline:
         return folded
     factor, shift = folded
     new_w = w.astype(np.float64) * factor.reshape((channels,) + (1,) * (w.ndim - 1))
-    bias = m.const("b")
-    new_b = shift if bias is None else bias * factor + shift
-    conv = m.node("conv")
-    fused = op.Conv(m["x"], op.initializer(new_w.astype(w.dtype), f"{conv.name or 'conv'}_bn_weight"),
-                    op.initializer(new_b.astype(w.dtype), f"{conv.name or 'conv'}_bn_bias"),
-                    **m.attributes(conv))
-    return _replace_bn(m, fused)
+    return _refolded_conv(op, m, new_w, factor, shift)
 
 
 # BatchNormalization(ConvTranspose(x, W, b?), gamma, beta, mean, var) -> ConvTranspose(x, W', b')
@@ -125,14 +131,7 @@ def conv_transpose_bn(op: RewriterContext, m: Match) -> Replacement | Decline:
     factor, shift = folded
     grouped = w.astype(np.float64).reshape((group, w.shape[0] // group) + w.shape[1:])
     scale = factor.reshape((group, 1, per_group) + (1,) * (w.ndim - 2))
-    new_w = (grouped * scale).reshape(w.shape)
-    bias = m.const("b")
-    new_b = shift if bias is None else bias * factor + shift
-    conv = m.node("conv")
-    fused = op.ConvTranspose(m["x"], op.initializer(new_w.astype(w.dtype), f"{conv.name or 'conv'}_bn_weight"),
-                             op.initializer(new_b.astype(w.dtype), f"{conv.name or 'conv'}_bn_bias"),
-                             **m.attributes(conv))
-    return _replace_bn(m, fused)
+    return _refolded_conv(op, m, (grouped * scale).reshape(w.shape), factor, shift)
 
 
 # BatchNormalization(Gemm(A, B, C?), gamma, beta, mean, var) -> Gemm(A, B', C', beta=1)
