@@ -95,6 +95,21 @@ def _skip_layer_norm(op: RewriterContext, x: ir.Value, skip: ir.Value, gamma: ir
                                      epsilon=epsilon)
 
 
+def _fused_layer_norm(op: RewriterContext, m: Match, *, with_bias: bool) -> Replacement | Decline:
+    """The matched LayerNormalization ``ln`` of ``x + skip`` (``+ bias`` too ``with_bias``) as one
+    SkipLayerNormalization, or why not; the Mean/InvStdDev outputs it replaces are unused."""
+    ln = m.node("ln")
+    decline = _layer_norm_decline(ln, m) or _operands_decline(m["x"], m["skip"], m["gamma"], m["beta"])
+    if decline:
+        return decline
+    bias = last_axis_bias(op, m) if with_bias else None
+    if isinstance(bias, Decline):
+        return bias
+    fused = _skip_layer_norm(op, m["x"], m["skip"], m["gamma"], m["beta"], bias,
+                             float(m.attr(ln, "epsilon", _DEFAULT_EPSILON)))
+    return [fused] + [None] * (len(ln.outputs) - 1)
+
+
 # LayerNormalization(Add(Add(x, b), skip), g, beta?) -> SkipLayerNormalization(x, skip, g, beta?, b)
 @rule("skip-layer-norm-bias",
       Op("LayerNormalization",
@@ -102,16 +117,7 @@ def _skip_layer_norm(op: RewriterContext, x: ir.Value, skip: ir.Value, gamma: ir
          Var("gamma"), Opt(Var("beta")), _name="ln"))
 def skip_layer_norm_bias(op: RewriterContext, m: Match) -> Replacement | Decline:
     """LayerNormalization(Add(Add(x, b), skip), g, beta?) -> SkipLayerNormalization(x, skip, g, beta?, b)"""
-    ln = m.node("ln")
-    decline = _layer_norm_decline(ln, m) or _operands_decline(m["x"], m["skip"], m["gamma"], m["beta"])
-    if decline:
-        return decline
-    bias = last_axis_bias(op, m)
-    if isinstance(bias, Decline):
-        return bias
-    fused = _skip_layer_norm(op, m["x"], m["skip"], m["gamma"], m["beta"], bias,
-                             float(m.attr(ln, "epsilon", _DEFAULT_EPSILON)))
-    return [fused] + [None] * (len(ln.outputs) - 1)
+    return _fused_layer_norm(op, m, with_bias=True)
 
 
 # LayerNormalization(Add(x, skip), g, beta?) -> SkipLayerNormalization(x, skip, g, beta?)
@@ -120,13 +126,7 @@ def skip_layer_norm_bias(op: RewriterContext, m: Match) -> Replacement | Decline
          Var("gamma"), Opt(Var("beta")), _name="ln"))
 def skip_layer_norm(op: RewriterContext, m: Match) -> Replacement | Decline:
     """LayerNormalization(Add(x, skip), g, beta?) -> SkipLayerNormalization(x, skip, g, beta?)"""
-    ln = m.node("ln")
-    decline = _layer_norm_decline(ln, m) or _operands_decline(m["x"], m["skip"], m["gamma"], m["beta"])
-    if decline:
-        return decline
-    fused = _skip_layer_norm(op, m["x"], m["skip"], m["gamma"], m["beta"], None,
-                             float(m.attr(ln, "epsilon", _DEFAULT_EPSILON)))
-    return [fused] + [None] * (len(ln.outputs) - 1)
+    return _fused_layer_norm(op, m, with_bias=False)
 
 
 def _normalising_consumer(m: Match, total: ir.Value) -> ir.Node | Decline:
