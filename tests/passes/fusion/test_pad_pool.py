@@ -26,30 +26,22 @@ g (float[1,1,4,4] x) => (float[1,2,6,8] y) <{W}> {{
     assert stats.applied["pad-into-conv"] == 1
 
 
-def test_pad_attribute_form_before_opset_11():
-    header = HEADER.replace(": 17", ": 10")
+@pytest.mark.parametrize(("opset", "constants", "pad", "size", "fused"), [
+    pytest.param(10, "", "Pad <pads = [0, 0, 1, 1, 0, 0, 1, 1]> (x)", 4, "[1, 1, 1, 1]",
+                 id="attribute-before-opset-11"),
+    pytest.param(18, ", int64[4] p = {1, 0, 2, 2}, int64[2] axes = {-2, -1}", "Pad (x, p, , axes)", 5, "[1, 0, 2, 2]",
+                 id="axes-input-from-opset-18"),
+])
+def test_other_pad_forms_go_into_the_conv(opset, constants, pad, size, fused):
+    header = HEADER.replace(": 17", f": {opset}")
     before = header + f"""
-g (float[1,1,4,4] x) => (float[1,2,4,4] y) <{W}> {{
-  [pad] t = Pad <pads = [0, 0, 1, 1, 0, 0, 1, 1]> (x)
+g (float[1,1,4,4] x) => (float[1,2,{size},{size}] y) <{W}{constants}> {{
+  [pad] t = {pad}
   [conv] y = Conv (t, w)
 }}"""
     after = header + f"""
-g (float[1,1,4,4] x) => (float[1,2,4,4] y) <{W}> {{
-  [conv_Conv] y = Conv <pads = [1, 1, 1, 1]> (x, w)
-}}"""
-    assert_rewrites(RULES, before, after)
-
-
-def test_pad_with_axes():
-    header = HEADER.replace(": 17", ": 18")
-    before = header + f"""
-g (float[1,1,4,4] x) => (float[1,2,5,5] y) <{W}, int64[4] p = {{1, 0, 2, 2}}, int64[2] axes = {{-2, -1}}> {{
-  [pad] t = Pad (x, p, , axes)
-  [conv] y = Conv (t, w)
-}}"""
-    after = header + f"""
-g (float[1,1,4,4] x) => (float[1,2,5,5] y) <{W}> {{
-  [conv_Conv] y = Conv <pads = [1, 0, 2, 2]> (x, w)
+g (float[1,1,4,4] x) => (float[1,2,{size},{size}] y) <{W}> {{
+  [conv_Conv] y = Conv <pads = {fused}> (x, w)
 }}"""
     assert_rewrites(RULES, before, after)
 
