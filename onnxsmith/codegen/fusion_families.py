@@ -35,6 +35,8 @@ FUSION_FAMILIES = MappingProxyType({
     "hard-activation": "decomposed HardSigmoid/HardSwish (Clip or Min/Max forms) as HardSigmoid/HardSwish (standard ops only)",
     "silu": "x * Sigmoid(x) as com.microsoft QuickGelu (alpha = 1)",
     "reshape": "consecutive Reshapes collapsed (standard ops only)",
+    "residual-sum": "residual Add before LayerNormalization as Sum (onnxruntime CPU: avoids its slower "
+                    "SkipLayerNormalization; standard ops only)",
 })
 
 #: Families whose output is standard ONNX.

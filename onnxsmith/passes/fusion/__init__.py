@@ -23,7 +23,9 @@ Each module holds one family of rewrite rules, named as in
 - ``pad_pool``: a constant Pad folded into the pads of a Conv, AveragePool or (where exact) MaxPool;
 - ``hard_activation``: HardSigmoid/HardSwish recognised from Clip or Min/Max forms (and Min(Max) as Clip);
 - ``silu``: ``x * Sigmoid(x)`` as com.microsoft QuickGelu with ``alpha = 1`` (contrib op);
-- ``reshape``: consecutive Reshapes collapsed.
+- ``reshape``: consecutive Reshapes collapsed;
+- ``residual-sum``: the residual Add before a LayerNormalization as ``Sum``, which keeps
+  onnxruntime from fusing the pair into its slower CPU SkipLayerNormalization at load.
 
 ``fuse`` applies, to a fixed point, every family the context's target allows
 (``Target.allows_fusion``). Families a target runs but that measured slower than the unfused graph
@@ -57,7 +59,7 @@ from onnxsmith.passes.fusion import conv_activation, conv_bias, conv_bn, gemm, s
 from onnxsmith.passes.fusion import bias_gelu, contrib_gelu, embed_layer_norm, fast_gelu, gelu, layer_norm
 from onnxsmith.passes.fusion import skip_layer_norm
 from onnxsmith.passes.fusion import attention, multi_head_attention
-from onnxsmith.passes.fusion import hard_activation, pad_pool, reshape, scale_gemm, silu
+from onnxsmith.passes.fusion import hard_activation, pad_pool, reshape, residual_sum, scale_gemm, silu
 from onnxsmith.passes.registry import register_pass
 from onnxsmith.passes.rewrite import RewriteOptions, RewritePass, RuleSet, apply_rules
 
@@ -67,8 +69,8 @@ __all__ = ["FAMILIES", "Fuse", "FuseOptions"]
 FAMILIES = MappingProxyType({module.FAMILY: module.RULES
                              for module in (conv_bn, scale_conv, conv_bias, gemm, transpose, conv_activation,
                                            contrib_gelu, fast_gelu, gelu, bias_gelu, layer_norm, embed_layer_norm,
-                                           skip_layer_norm, attention, multi_head_attention, scale_gemm, pad_pool,
-                                           hard_activation, silu, reshape)})
+                                           skip_layer_norm, residual_sum, attention, multi_head_attention, scale_gemm,
+                                           pad_pool, hard_activation, silu, reshape)})
 
 _FAMILY_OF = {r.name: family for family, rules in FAMILIES.items() for r in rules}
 
