@@ -30,7 +30,7 @@ from onnxsmith.passes.quant.scales import (
 )
 
 #: Embedding tables as 8-bit blocks, weight-only (activations are planned by annotate-quant, tables are not).
-_TABLES = "quantize-weights{op-types=Gather,EmbedLayerNormalization;bits=8}"
+_TABLES = "quantize-weights{op-types=Gather,EmbedLayerNormalization;bits=8;block-size=16}"
 
 register_pipeline("qdq", f"prepare-quant,annotate-quant,insert-qdq,fold-scales,{_TABLES}",
                   "static quantization: fold BatchNorm, plan from calibration ranges, insert Q/DQ, store weights "
