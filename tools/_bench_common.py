@@ -46,7 +46,7 @@ ONNXSMITH_CLI = (sys.executable, "-c", "import sys; from onnxsmith.cli import ma
 
 def add_zoo_arguments(parser: argparse.ArgumentParser, models: Iterable[str]) -> None:
     """Adds ``--zoo`` (the folder of zoo models) and ``--models`` (a comma-separated subset of ``models``)."""
-    parser.add_argument("--zoo", type=Path, default=ZOO, help=f"zoo folder (default: {ZOO})")
+    parser.add_argument("--zoo", type=lambda p: Path(p).resolve(), default=ZOO, help=f"zoo folder (default: {ZOO})")
     parser.add_argument("--models", default=",".join(models), help="comma-separated (default: all)")
 
 
@@ -141,12 +141,17 @@ class ChildResult:
 
 
 def run_child(argv: Sequence[str], timeout: float | None = None) -> ChildResult:
-    """Runs ``argv`` to completion (killed after ``timeout`` seconds); exit code, output, wall time, peak RSS."""
+    """Runs ``argv`` to completion (killed after ``timeout`` seconds); exit code, output, wall time, peak RSS.
+
+    The child runs in a temporary folder: onnxruntime.quantization leaves scratch files in its working
+    directory.
+    """
     with tempfile.TemporaryDirectory(prefix="bench-child-") as work:
         files = {name: Path(work) / name for name in ("stdout", "stderr", "usage.json")}
-        launcher = [sys.executable, __file__, "--measure", str(files["usage.json"]), str(timeout or 0), *argv]
+        launcher = [sys.executable, str(Path(__file__).resolve()), "--measure", str(files["usage.json"]),
+                    str(timeout or 0), *argv]
         with open(files["stdout"], "w") as out, open(files["stderr"], "w") as err:
-            subprocess.run(launcher, stdout=out, stderr=err, check=False)
+            subprocess.run(launcher, stdout=out, stderr=err, check=False, cwd=work)
         if not files["usage.json"].exists():
             raise RuntimeError(f"the launcher failed: {files['stderr'].read_text()[-500:]}")
         usage = json.loads(files["usage.json"].read_text())

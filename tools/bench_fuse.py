@@ -124,7 +124,7 @@ def optimize(tool: str, zoo: ZooModel, src: Path, work: Path) -> Candidate:
     if tool == ONNXSMITH:
         argv = [*ONNXSMITH_CLI, str(src), str(dst), "--passes", "cleanup,fuse", "--target", "cpu", "-q"]
     else:
-        argv = [sys.executable, __file__, "--worker", tool, str(src), str(dst), json.dumps(zoo.bert)]
+        argv = [sys.executable, str(Path(__file__).resolve()), "--worker", tool, str(src), str(dst), json.dumps(zoo.bert)]
     child = run_child(argv)
     if not child.ok:
         return Candidate(tool, None, error=child.error_line()[:160])

@@ -218,7 +218,7 @@ def quantize(tool: str, method: str, zoo: ZooModel, zoo_dir: Path, work: Path, a
     else:
         # Each recipe in its own process, so the cost reported is that of the recipe that worked.
         for recipe in ("none",) if args.no_ort_preprocess else ORT_PREPROCESS:
-            child = run_child([sys.executable, __file__, "--worker", method, str(src), str(dst), str(calib),
+            child = run_child([sys.executable, str(Path(__file__).resolve()), "--worker", method, str(src), str(dst), str(calib),
                                str(args.ort_calib_batch), recipe], timeout=args.timeout)
             if child.ok and dst.exists():
                 tool = f"onnxruntime (pre-process: {recipe})"
