@@ -135,6 +135,17 @@ class Pass:
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def check_context(self, ctx: PassContext) -> None:
+        """Fails before the pipeline runs when ``ctx`` lacks what the pass cannot do without.
+
+        The pass manager calls it for every pass before the first one runs, so a missing input
+        (calibration data, say) is reported at once rather than after the passes before it.
+        The default checks nothing.
+
+        Raises:
+            OnnxsmithError: Naming what is missing and how to give it.
+        """
+
     def __call__(self, model: ir.Model, ctx: PassContext | None = None) -> PassResult:
         """Runs the pass alone (no verification); handy in notebooks and tests."""
         return self.run(model, ctx or PassContext())

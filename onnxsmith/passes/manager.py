@@ -124,6 +124,8 @@ class PassManager:
         """Runs the pipeline on ``model`` in place and returns the report."""
         ctx = ctx or PassContext()
         check_order(self.passes, ctx.properties)
+        for p in self.passes:
+            p.check_context(ctx)
         report = PipelineReport(self.pipeline, self.verify)
         log.info("pipeline: %s", report.pipeline)
         sizes = None  # node count, tensor bytes and ops of the model as it is now (None: not counted yet)

@@ -272,3 +272,33 @@ def test_debug_mode_reruns_an_idempotent_pass_and_catches_a_false_claim(scratch_
     counted = _idempotent_pass(scratch_registry, "t-counted", always_append)
     with pytest.raises(PassFailedError, match="declared idempotent but changed the model"):
         PassManager(f"{counted},{counted}").run(parse_text(MODEL), PassContext(debug=True))
+
+
+def test_a_pass_missing_its_inputs_fails_before_any_pass_runs():
+    ran = []
+
+    class Counting(Pass):
+        name = "counting-pass"
+
+        def run(self, model, ctx):
+            ran.append(self.name)
+            return PassResult(False)
+
+    class NeedsData(Pass):
+        name = "needs-data-pass"
+
+        def check_context(self, ctx):
+            if "data" not in ctx.data:
+                raise PipelineError("needs-data-pass needs data", "put it in ctx.data['data']")
+
+        def run(self, model, ctx):
+            ran.append(self.name)
+            return PassResult(False)
+
+    with pytest.raises(PipelineError, match="needs data"):
+        PassManager([Counting(), NeedsData()]).run(parse_text(MODEL))
+    assert ran == []
+    ctx = PassContext()
+    ctx.data["data"] = 1
+    PassManager([Counting(), NeedsData()]).run(parse_text(MODEL), ctx)
+    assert ran == ["counting-pass", "needs-data-pass"]

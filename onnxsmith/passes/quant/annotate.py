@@ -84,6 +84,10 @@ class AnnotateQuant(Pass):
     provides = frozenset({PLAN_KEY})
     preserves = ALL
 
+    def check_context(self, ctx: PassContext) -> None:
+        if not isinstance(ctx.data.get(RANGES_KEY), Ranges) and CalibrationSetup.from_context(ctx) is None:
+            raise _no_ranges()
+
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
         options: AnnotateOptions = self.options
         target = target_of(ctx)
@@ -147,6 +151,11 @@ def _extremes(record) -> tuple[float, float]:
     return float(np.min(low)), float(np.max(high))
 
 
+def _no_ranges() -> OnnxsmithError:
+    return OnnxsmithError("'annotate-quant' needs activation ranges: the context has no ranges and no calibration data",
+                          "give --calib-data DIR or --ranges FILE")
+
+
 def _activation_ranges(model: ir.Model, ctx: PassContext, names: list[str]) -> dict[str, tuple[float, float]]:
     """Ranges by current value name: from the context, else by calibrating ``names`` now."""
     stored = ctx.data.get(RANGES_KEY)
@@ -158,8 +167,7 @@ def _activation_ranges(model: ir.Model, ctx: PassContext, names: list[str]) -> d
         return {name: _extremes(record) for name, record in resolution.records.items()}
     setup = CalibrationSetup.from_context(ctx)
     if setup is None:
-        raise OnnxsmithError("'annotate-quant' needs activation ranges: the context has no ranges and no "
-                             "calibration data", "give --calib-data DIR or --ranges FILE")
+        raise _no_ranges()
     if not names:
         return {}
     ranges = calibrate(model, setup.data, calibrator=setup.calibrator, values=names, progress=setup.progress,
