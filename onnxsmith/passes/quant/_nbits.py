@@ -22,8 +22,11 @@ __all__ = ["pack_blocks", "pack_pairs", "pack_zero_points"]
 
 
 def pack_pairs(values: np.ndarray, bits: int) -> np.ndarray:
-    """uint8 values along the last axis packed ``8 // bits`` per byte, lowest index in the low bits."""
-    values = values.astype(np.uint8)
+    """uint8 values along the last axis packed ``8 // bits`` per byte, lowest index in the low bits.
+
+    8-bit values come back as they are when already a contiguous uint8 array (no copy).
+    """
+    values = np.ascontiguousarray(values, dtype=np.uint8)
     if bits == 8:
         return values
     if values.shape[-1] % 2:

@@ -123,8 +123,7 @@ def gather_block_quantized(op: RewriterContext, name: str, table: np.ndarray, id
         return Decline(f"rows of {columns} elements do not pack into 4-bit pairs")
     q, scale, zero = scheme.quantize(table)
     offset = 0 if INTEGER_BOUNDS[scheme.dtype][0] == 0 else 1 << (bits - 1)
-    data = (q.astype(np.int16) + offset).astype(np.uint8)
-    zero = (zero.astype(np.int16) + offset).astype(np.uint8)
+    data, zero = _to_unsigned(q, offset), _to_unsigned(zero, offset)
     block_size = scheme.block_size if scheme.granularity == "block" else max(MIN_ROW, 1 << (columns - 1).bit_length())
     zero_points = None if np.all(zero == 1 << (bits - 1)) else op.initializer(
         pack_pairs(zero, bits), f"{name}_zero_points")
@@ -132,6 +131,13 @@ def gather_block_quantized(op: RewriterContext, name: str, table: np.ndarray, id
     return op.GatherBlockQuantized(op.initializer(pack_pairs(data, bits), f"{name}_q{bits}"), ids,
                                    op.initializer(scale, f"{name}_scales"), zero_points, _domain=MS_DOMAIN,
                                    bits=bits, block_size=block_size)
+
+
+def _to_unsigned(values: np.ndarray, offset: int) -> np.ndarray:
+    """``values + offset`` as uint8 (in ``[0, 256)``); no copy when ``offset`` is 0 and they already are."""
+    if offset == 0:
+        return values.astype(np.uint8, copy=False)
+    return (values.astype(np.int16) + offset).astype(np.uint8)
 
 
 def gather_scaled_rows(op: RewriterContext, name: str, table: np.ndarray, ids: ir.Value,

@@ -26,6 +26,7 @@ tensor's shape with that dimension replaced by the number of blocks, as in Quant
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,32 +146,64 @@ def _broadcast(params: QuantParams, ndim: int) -> tuple[np.ndarray, np.ndarray]:
     return scale, zero
 
 
-def _expand_blocks(array: np.ndarray, axis: int, block_size: int, length: int) -> np.ndarray:
-    return np.repeat(array, block_size, axis=axis).take(np.arange(length), axis=axis)
+def _block_views(array: np.ndarray, axis: int, block_size: int) -> list[np.ndarray]:
+    """Views of ``array`` in blocks along ``axis``, never copies.
+
+    The axis is moved last and cut into its whole blocks, ``(..., blocks, block_size)`` (possibly
+    no blocks), then the short last block if any, ``(..., 1, rest)``. Writing into a view writes into ``array``.
+    """
+    moved = np.moveaxis(array, axis, -1)
+    whole, rest = divmod(moved.shape[-1], block_size)
+    lead = moved.shape[:-1]
+    # splitting one axis in two is always possible by strides alone
+    views = [moved[..., :whole * block_size].reshape(*lead, whole, block_size)]
+    if rest:
+        views.append(moved[..., whole * block_size:].reshape(*lead, 1, rest))
+    assert all(np.may_share_memory(view, array) for view in views if view.size)
+    return views
+
+
+def _parts(array: np.ndarray, params: QuantParams) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(view of array, its scale, its zero point)`` with the parameters broadcastable to the view.
+
+    Blockwise parameters are matched to :func:`_block_views` (one per block, along a new last
+    axis) instead of being expanded to the size of ``array``.
+    """
+    scale, zero = _broadcast(params, array.ndim)
+    if params.block_size is None:
+        yield array, scale, zero
+        return
+    axis = params.axis % array.ndim
+    scale, zero = np.moveaxis(scale, axis, -1)[..., None], np.moveaxis(zero, axis, -1)[..., None]
+    start = 0
+    for view in _block_views(array, axis, params.block_size):
+        stop = start + view.shape[-2]
+        yield view, scale[..., start:stop, :], zero[..., start:stop, :]
+        start = stop
 
 
 def quantize(x: np.ndarray, params: QuantParams) -> np.ndarray:
-    """``x`` through QuantizeLinear with ``params`` (round half to even, saturate)."""
+    """``x`` through QuantizeLinear with ``params`` (round half to even, saturate).
+
+    Works in one float32 copy of ``x``, in place.
+    """
     qmin, qmax = INTEGER_BOUNDS[params.dtype]
-    x = np.asarray(x, np.float32)
-    scale, zero = _broadcast(params, x.ndim)
-    if params.block_size is not None:
-        axis = params.axis % x.ndim
-        scale = _expand_blocks(scale, axis, params.block_size, x.shape[axis])
-        zero = _expand_blocks(zero, axis, params.block_size, x.shape[axis])
-    q = np.rint(x / scale) + zero
-    return np.clip(q, qmin, qmax).astype(_STORAGE[params.dtype])
+    work = np.array(x, dtype=np.float32)
+    for part, scale, zero in _parts(work, params):
+        np.divide(part, scale, out=part)
+        np.rint(part, out=part)
+        part += zero
+        np.clip(part, qmin, qmax, out=part)
+    return work.astype(_STORAGE[params.dtype])
 
 
 def dequantize(q: np.ndarray, params: QuantParams) -> np.ndarray:
-    """``q`` through DequantizeLinear with ``params`` (float32)."""
-    q = np.asarray(q)
-    scale, zero = _broadcast(params, q.ndim)
-    if params.block_size is not None:
-        axis = params.axis % q.ndim
-        scale = _expand_blocks(scale, axis, params.block_size, q.shape[axis])
-        zero = _expand_blocks(zero, axis, params.block_size, q.shape[axis])
-    return ((q.astype(np.float32) - zero) * scale).astype(np.float32)
+    """``q`` through DequantizeLinear with ``params`` (float32), computed in place in the result."""
+    out = np.asarray(q).astype(np.float32)
+    for part, scale, zero in _parts(out, params):
+        part -= zero
+        part *= scale
+    return out
 
 
 def channel_ranges(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
@@ -181,17 +214,15 @@ def channel_ranges(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarra
 
 
 def block_ranges(weight: np.ndarray, axis: int, block_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-block ``(min, max)`` along ``axis``; shape of ``weight`` with ``axis`` cut into blocks."""
+    """Per-block ``(min, max)`` along ``axis``; shape of ``weight`` with ``axis`` cut into blocks.
+
+    The last block may be short: its extremes are those of its own elements.
+    """
     axis %= weight.ndim
-    length = weight.shape[axis]
-    blocks = -(-length // block_size)
-    pad = blocks * block_size - length
-    moved = np.moveaxis(weight, axis, -1)
-    if pad:
-        edge = moved[..., -1:]  # repeat the last element: it changes no block's extremes
-        moved = np.concatenate([moved, np.repeat(edge, pad, axis=-1)], axis=-1)
-    grouped = moved.reshape(*moved.shape[:-1], blocks, block_size)
-    return np.moveaxis(grouped.min(axis=-1), -1, axis), np.moveaxis(grouped.max(axis=-1), -1, axis)
+    views = _block_views(weight, axis, block_size)
+    low = np.concatenate([view.min(axis=-1) for view in views], axis=-1)
+    high = np.concatenate([view.max(axis=-1) for view in views], axis=-1)
+    return np.moveaxis(low, -1, axis), np.moveaxis(high, -1, axis)
 
 
 def quantize_weight(weight: np.ndarray, dtype: ir.DataType, *, axis: int | None = None, symmetric: bool = True,

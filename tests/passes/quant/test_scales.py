@@ -100,3 +100,35 @@ def test_block_ranges_pad_the_last_block_with_its_own_values():
     low, high = block_ranges(w, 0, 2)
     np.testing.assert_array_equal(low[:, 0], [0, 2, 4])
     np.testing.assert_array_equal(high[:, 0], [1, 3, 4])
+
+
+def _expanded(array: np.ndarray, axis: int, block_size: int, length: int) -> np.ndarray:
+    """Blockwise parameters repeated to the full length of ``axis`` (the plain formula)."""
+    return np.repeat(array, block_size, axis=axis).take(np.arange(length), axis=axis)
+
+
+@settings(max_examples=40, deadline=None)
+@given(w=hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=7), elements=floats),
+       data=st.data(), block_size=st.integers(1, 5), dtype=st.sampled_from([T.INT4, T.INT8, T.UINT8]),
+       symmetric=st.booleans())
+def test_blockwise_matches_the_expanded_formula_on_odd_shapes(w, data, block_size, dtype, symmetric):
+    axis = data.draw(st.integers(-w.ndim, w.ndim - 1))
+    q, params = quantize_blockwise(w, dtype, axis=axis, block_size=block_size, symmetric=symmetric)
+    length = w.shape[axis]
+    scale = _expanded(params.scale, axis, block_size, length)
+    zero = _expanded(params.zero_point.astype(np.float32), axis, block_size, length)
+    qmin, qmax = INTEGER_BOUNDS[dtype]
+    np.testing.assert_array_equal(q, np.clip(np.rint(w / scale) + zero, qmin, qmax))
+    assert q.flags.c_contiguous and q.shape == w.shape
+    np.testing.assert_array_equal(dequantize(q, params), (q.astype(np.float32) - zero) * scale)
+    low, high = block_ranges(w, axis, block_size)
+    blocks = np.array_split(w, range(block_size, length, block_size), axis=axis)
+    np.testing.assert_array_equal(low, np.concatenate([b.min(axis=axis, keepdims=True) for b in blocks], axis=axis))
+    np.testing.assert_array_equal(high, np.concatenate([b.max(axis=axis, keepdims=True) for b in blocks], axis=axis))
+
+
+def test_quantize_leaves_its_input_alone():
+    w = np.linspace(-1, 1, 10, dtype=np.float32).reshape(2, 5)
+    kept = w.copy()
+    quantize_blockwise(w, T.INT8, axis=1, block_size=2)
+    np.testing.assert_array_equal(w, kept)
