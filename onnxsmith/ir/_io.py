@@ -81,7 +81,37 @@ def load(path: str | os.PathLike, *, check: bool = True) -> ir.Model:
         for tensor in _all_tensors(model):
             if isinstance(tensor, ir.ExternalTensor):
                 tensor.base_dir = base_dir
+    _detach_from_proto(model)
     return model
+
+
+def _in_memory(tensor: ir.TensorProtocol) -> ir.TensorProtocol:
+    """A raw-data tensor that wraps a TensorProto as an ``ir.Tensor`` of its own array, else as is."""
+    if not isinstance(tensor, ir.serde.TensorProtoTensor) or not tensor.raw.HasField("raw_data") \
+            or tensor.dtype == ir.DataType.STRING:
+        return tensor
+    return ir.Tensor(tensor.numpy(), dtype=tensor.dtype, name=tensor.name, doc_string=tensor.doc_string,
+                     metadata_props=dict(tensor.metadata_props))
+
+
+def _detach_from_proto(model: ir.Model) -> None:
+    """Gives initializers and tensor attributes their own arrays, so the parsed ModelProto can be freed.
+
+    A ``TensorProtoTensor`` keeps the whole ModelProto alive (protobuf sub-messages share their
+    parent's memory) and copies its bytes on every ``numpy()``; an ``ir.Tensor`` holds one array and
+    returns it. The copies are made while the proto is alive, which the load peak already covers.
+    """
+    for graph in model_graphs(model):
+        for value in graph.initializers.values():
+            if value.const_value is not None:
+                value.const_value = _in_memory(value.const_value)
+    for node in _all_nodes(model):
+        for name, attr in list(node.attributes.items()):
+            if attr.is_ref() or attr.type != ir.AttributeType.TENSOR:
+                continue
+            tensor = _in_memory(attr.value)
+            if tensor is not attr.value:
+                node.attributes[name] = ir.Attr(name, attr.type, tensor, doc_string=attr.doc_string)
 
 
 def load_proto_checked(path: str | os.PathLike, *, check: bool = True) -> onnx.ModelProto:
