@@ -81,8 +81,13 @@ def load(path: str | os.PathLike, *, check: bool = True) -> ir.Model:
         for tensor in _all_tensors(model):
             if isinstance(tensor, ir.ExternalTensor):
                 tensor.base_dir = base_dir
-    _detach_from_proto(model)
+    if os.path.getsize(path) >= DETACH_MIN_BYTES:
+        _detach_from_proto(model)
     return model
+
+
+#: Size of the .onnx file from which ``load`` frees the parsed ModelProto (see ``_detach_from_proto``).
+DETACH_MIN_BYTES = 16 * 2**20
 
 
 def _in_memory(tensor: ir.TensorProtocol) -> ir.TensorProtocol:
@@ -100,6 +105,8 @@ def _detach_from_proto(model: ir.Model) -> None:
     A ``TensorProtoTensor`` keeps the whole ModelProto alive (protobuf sub-messages share their
     parent's memory) and copies its bytes on every ``numpy()``; an ``ir.Tensor`` holds one array and
     returns it. The copies are made while the proto is alive, which the load peak already covers.
+    Converting costs about 60 us per tensor, so ``load`` does it only for a file large enough
+    (``DETACH_MIN_BYTES``) for the retained proto to matter.
     """
     for graph in model_graphs(model):
         for value in graph.initializers.values():
