@@ -1,9 +1,12 @@
 """Shared helpers of the zoo benchmarks (``bench_fuse.py``, ``bench_quant.py``).
 
-* Latency: :func:`interleaved_medians` times several candidates round-robin (run 1 of every
-  candidate, then run 2 of every candidate, starting each round one candidate further) so that
-  drift in the machine's speed spreads over all of them instead of favouring whichever ran first;
-  each candidate's figure is the median of its runs, in milliseconds.
+* Latency: :func:`interleaved_medians` times several candidates round-robin in blocks (a block of
+  runs of every candidate, then the next block of every candidate, starting each round one
+  candidate further) so that drift in the machine's speed spreads over all of them instead of
+  favouring whichever ran first; each candidate's figure is the median of its runs, in
+  milliseconds. Each block starts with untimed warm-up runs: after another session ran, the first
+  runs of a session are slow (MiniLM, batch 1, 2 threads on a 2-core VM: 17 ms settling to 8 ms
+  over four runs), so alternating single runs measured that switch, not the model (26-29 ms).
 * Tools run in child processes (:func:`run_child`): wall time and the child's own peak resident
   set size come from ``os.wait4``, which reports the rusage of that one process (not the maximum
   over all children, as ``RUSAGE_CHILDREN`` would). Linux counts in a child's peak RSS the pages
@@ -105,18 +108,26 @@ def run_batched(sess, data: Mapping[str, np.ndarray], n: int, batch: int = 16) -
     return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
 
 
-def interleaved_medians(runners: Mapping[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, float]:
-    """Median wall time in milliseconds of each runner, timed round-robin after ``warmup`` calls each."""
+def interleaved_medians(runners: Mapping[str, Callable[[], object]], runs: int, warmup: int,
+                        block: int = 10) -> dict[str, float]:
+    """Median wall time in milliseconds of each runner, timed round-robin in blocks.
+
+    Args:
+        runners: Candidate name -> one call to time.
+        runs: Timed calls per candidate.
+        warmup: Untimed calls before each block of a candidate (switching sessions is not timed).
+        block: Timed calls per candidate per round.
+    """
     names = list(runners)
-    for name in names:
-        for _ in range(warmup):
-            runners[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
-    for i in range(runs):
+    for i in range(-(-runs // block)):
         for name in names[i % len(names):] + names[:i % len(names)]:
-            start = time.perf_counter()
-            runners[name]()
-            times[name].append((time.perf_counter() - start) * 1e3)
+            for _ in range(warmup):
+                runners[name]()
+            for _ in range(min(block, runs - len(times[name]))):
+                start = time.perf_counter()
+                runners[name]()
+                times[name].append((time.perf_counter() - start) * 1e3)
     return {name: statistics.median(values) for name, values in times.items()}
 
 

@@ -10,7 +10,8 @@ its own process (wall time and peak RSS of that process are reported as the tool
 * ``onnxsmith``: ``optimize-graph IN OUT --passes cleanup,fuse --target cpu``.
 
 Every candidate then runs in onnxruntime (CPU, ORT_ENABLE_ALL, sequential) at each batch size
-and thread count; latencies are medians of ``--runs`` runs timed round-robin across candidates.
+and thread count; latencies are medians of ``--runs`` runs timed round-robin across
+candidates in blocks of 10, each block after ``--warmup`` untimed runs.
 Accuracy is the largest absolute difference of any output from the original model run with
 ORT_DISABLE_ALL on up to 64 rows of the model's real inputs (MiniLM: real sentences; magika:
 real files; digits-cnn: held-out digits; resnet18 has random weights and seeded random images).
@@ -197,8 +198,9 @@ def report(latency_rows: list[list[str]], opt_rows: list[list[str]], args: argpa
                        "onnxsmith (ms)", "onnxsmith vs best peer"]
     opt_headers = ["model", "tool", "optimize (s)", "peak RSS (MiB)", "nodes", "max abs err vs original"]
     return "\n".join([
-        f"Machine: {machine_line()}. Median of {args.runs} runs after {args.warmup} warm-up runs, candidates "
-        "interleaved; onnxruntime CPU, ORT_ENABLE_ALL, sequential. `onnxsmith vs best peer` divides onnxsmith's "
+        f"Machine: {machine_line()}. Median of {args.runs} runs, candidates interleaved in blocks of 10 "
+        f"runs, each block after {args.warmup} warm-up runs; onnxruntime CPU, ORT_ENABLE_ALL, sequential. "
+        "`onnxsmith vs best peer` divides onnxsmith's "
         "latency by the lowest latency among the original and the peers (below 1.00x: onnxsmith is faster).",
         "", markdown_table(latency_headers, latency_rows, numeric_from=1), "",
         "Optimization cost (each tool in its own process: interpreter start, load, optimize, save) and accuracy "

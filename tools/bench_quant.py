@@ -24,7 +24,7 @@ Measured per output: fidelity on the model's test rows (MiniLM: cosine similarit
 attention-mask mean-pooled embeddings to fp32, mean and worst, on real sentences; magika: top-1
 agreement with fp32 and accuracy against the extension labels, on real files; digits-cnn:
 held-out accuracy and agreement), latency at batch 1 with 1 and 2 threads (onnxruntime CPU,
-ORT_ENABLE_ALL; medians of ``--runs`` runs timed round-robin with fp32), model size, and the
+ORT_ENABLE_ALL; medians of ``--runs`` runs timed round-robin with fp32 in blocks), model size, and the
 quantizing process's wall time and peak RSS. A method onnxsmith does not have yet (its CLI
 rejects the pass or option) is reported as "not available"; the rest of the run goes on.
 
@@ -311,8 +311,9 @@ def report(tables: list[tuple[list[list[str]], list[list[str]]]], args: argparse
                   "after quant_pre_process where that works (the tool column says which recipe)")
     pairs = [row for _, rows in tables for row in rows]
     return "\n".join([
-        f"Machine: {machine_line()}. Batch 1; median of {args.runs} runs after {args.warmup} warm-up runs, "
-        f"candidates interleaved; onnxruntime CPU, ORT_ENABLE_ALL. onnxruntime.quantization runs {preprocess} "
+        f"Machine: {machine_line()}. Batch 1; median of {args.runs} runs, candidates interleaved in blocks of 10 "
+        f"runs, each block after {args.warmup} warm-up runs; onnxruntime CPU, ORT_ENABLE_ALL. "
+        f"onnxruntime.quantization runs {preprocess} "
         f"and reads {args.ort_calib_batch} calibration row(s) per get_next(). Quantize time and "
         "peak RSS are those of the whole quantizing process (interpreter start, load, calibrate, quantize, save).",
         "", markdown_table(headers, [row for rows, _ in tables for row in rows], numeric_from=4), "",
