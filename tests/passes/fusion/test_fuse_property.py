@@ -90,6 +90,6 @@ def test_fuse_keeps_its_contract_on_fusable_models(target):
 @given(fusable_models())
 def test_fuse_leaves_one_conv_and_one_gemm(text):
     model = parse_text(text)
-    PassManager("fuse", verify="numeric").run(model, PassContext(target="cpu"))
+    PassManager("fuse{enable=conv-activation}", verify="numeric").run(model, PassContext(target="cpu"))
     conv = "FusedConv" if any(f"= {act}" in text for act in ACTIVATIONS) else "Conv"
     assert [node.op_type for node in model.graph] == [conv, "Identity", "Gemm"]

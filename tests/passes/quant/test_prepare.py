@@ -70,7 +70,7 @@ def test_other_fused_convs_stay_with_the_reason(model, reason):
 def test_annotate_without_prepare_names_the_pass_that_splits_a_fused_conv():
     model = conv_bn_net(last="Relu")
     data = samples(model)
-    PassManager("cleanup,fuse").run(model, PassContext(target="cpu"))
+    PassManager("cleanup,fuse{enable=conv-activation}").run(model, PassContext(target="cpu"))
 
     _, plan = quantize(model, data, "annotate-quant")
 
@@ -79,7 +79,7 @@ def test_annotate_without_prepare_names_the_pass_that_splits_a_fused_conv():
         "FusedConv(Clip) is quantized as Conv + Clip: run 'prepare-quant' first ('qdq' does)"}
 
 
-@pytest.mark.parametrize("passes", ["cleanup,fuse,qdq", "cleanup,qdq"])
+@pytest.mark.parametrize("passes", ["cleanup,fuse{enable=conv-activation},qdq", "cleanup,qdq"])
 def test_fused_and_unfused_cnns_quantize_the_same_convs_with_folded_batch_norm(passes):
     model = conv_bn_net()
     data = samples(model)
@@ -106,6 +106,6 @@ def test_fused_and_unfused_cnns_quantize_the_same_convs_with_folded_batch_norm(p
 def test_prepare_quant_keeps_the_pass_contract(fused):
     model = conv_bn_net(last="Tanh")
     if fused:
-        PassManager("cleanup,fuse").run(model, PassContext(target="cpu"))
+        PassManager("cleanup,fuse{enable=conv-activation}").run(model, PassContext(target="cpu"))
 
     check_contract(PrepareQuant, model)
