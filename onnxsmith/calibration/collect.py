@@ -28,11 +28,10 @@ just before they run. A ``KeyboardInterrupt`` propagates as is: nothing is writt
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +45,7 @@ from onnxsmith.calibration.reductions import Reduction, plan_reductions, reducti
 from onnxsmith.calibration.session import calibration_session
 from onnxsmith.calibration.validate import RunPlan, SampleValidator
 from onnxsmith.errors import DataInputError, OnnxsmithError, UnsupportedError, first_line
+from onnxsmith.ir.exposed import exposed_outputs
 
 __all__ = ["CollectionStats", "Progress", "ProgressCallback", "collect", "estimate_bytes", "plan_chunks"]
 
@@ -142,19 +142,6 @@ def plan_chunks(values: Sequence[ir.Value], dims: Mapping[str, int], *, max_outp
     if current:
         chunks.append(current)
     return chunks
-
-
-@contextlib.contextmanager
-def _exposed(model: ir.Model, values: Sequence[ir.Value]) -> Iterator[None]:
-    """Temporarily makes ``values`` graph outputs of ``model``."""
-    outputs = model.graph.outputs
-    added = [v for v in values if not v.is_graph_output()]
-    outputs.extend(added)
-    try:
-        yield
-    finally:
-        for _ in added:
-            outputs.pop()
 
 
 def _rows(feed: Mapping[str, np.ndarray]) -> int:
@@ -256,7 +243,7 @@ class _Reduced:
         if self._fallback is None:
             logger.debug("non-finite or overflowing values in %s: exposing %s", label, names)
             values = {v.name: v for n in self.model.graph for v in n.outputs}
-            with _exposed(self.model, [values[r.value] for r in self.reductions]):
+            with exposed_outputs(self.model, [values[r.value] for r in self.reductions]):
                 self._fallback = calibration_session(self.model, threads=self.threads)
         try:
             return self._fallback.run(names, feed)
@@ -318,7 +305,7 @@ def _open_session(model: ir.Model, chunk: Sequence[ir.Value], reductions: Sequen
     fetch and the session."""
     if not chunk and not reductions:
         return [], None
-    with _exposed(model, chunk), reductions_added(model, reductions):
+    with exposed_outputs(model, chunk), reductions_added(model, reductions):
         session = calibration_session(model, threads=threads)
     types = {o.name: o.type for o in session.get_outputs()}
     names = []

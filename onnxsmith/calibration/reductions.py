@@ -35,6 +35,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxsmith.calibration.observers import MinMaxObserver, Observer
+from onnxsmith.ir.exposed import exposed_outputs
 
 __all__ = ["Reduction", "plan_reductions", "reductions_added"]
 
@@ -138,11 +139,8 @@ def reductions_added(model: ir.Model, reductions: Sequence[Reduction]) -> Iterat
         nodes.append(ir.node("Size", [x], name=size))
         nodes[-2].outputs[0].name, nodes[-1].outputs[0].name = total, size
     graph.extend(nodes)
-    outputs = [n.outputs[0] for n in nodes if n.op_type != "Constant"]
-    graph.outputs.extend(outputs)
     try:
-        yield
+        with exposed_outputs(model, [n.outputs[0] for n in nodes if n.op_type != "Constant"]):
+            yield
     finally:
-        for _ in outputs:
-            graph.outputs.pop()
         graph.remove(reversed(nodes), safe=True)

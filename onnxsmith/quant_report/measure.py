@@ -22,10 +22,9 @@ sessions each time; outputs are compared in the first chunk only.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +35,7 @@ from onnxsmith.calibration.collect import plan_chunks
 from onnxsmith.calibration.readers import DataSource, open_data
 from onnxsmith.calibration.validate import SampleValidator
 from onnxsmith.errors import DataInputError, ModelInputError, UnsupportedError, first_line
+from onnxsmith.ir.exposed import exposed_outputs
 from onnxsmith.passes.quant.scales import INTEGER_BOUNDS, dequantize, quantize, quantize_weight
 from onnxsmith.quant_report.stats import OutputStats, TensorStats
 from onnxsmith.quant_report.tensors import QuantizedTensor
@@ -81,21 +81,8 @@ def check_pair(fp32: ir.Model, quantized: ir.Model) -> None:
                                   "give the fp32 model and the model quantized from it")
 
 
-@contextlib.contextmanager
-def _exposing(model: ir.Model, values: Sequence[ir.Value]) -> Iterator[None]:
-    """Temporarily makes ``values`` graph outputs of ``model``."""
-    outputs = model.graph.outputs
-    added = [v for v in values if not v.is_graph_output()]
-    outputs.extend(added)
-    try:
-        yield
-    finally:
-        for _ in added:
-            outputs.pop()
-
-
 def _session(model: ir.Model, values: Sequence[ir.Value], threads: int) -> Any:
-    with _exposing(model, values):
+    with exposed_outputs(model, values):
         return make_session(model, threads=threads)
 
 
