@@ -14,6 +14,7 @@ import onnx_ir as ir
 
 from onnxsmith.passes.quant.plan import ValueSpec
 from onnxsmith.passes.quant.scales import INTEGER_BOUNDS, QuantParams, channel_ranges, params_for_range
+from onnxsmith.passes.rewrite.scope import Namer
 
 __all__ = ["QDQ_OPS", "QDQBuilder", "constant_array", "params_for_spec", "read_params", "same_params"]
 
@@ -86,27 +87,15 @@ class QDQBuilder:
     def __init__(self, graph: ir.Graph, domain: str = "") -> None:
         self.graph = graph
         self.domain = domain
-        self._names = {v.name for v in graph.inputs} | set(graph.initializers) | {
-            out.name for node in graph for out in node.outputs if out.name}
-        self._node_names = {node.name for node in graph if node.name}
+        self._namer = Namer.for_graph(graph)
         self._constants: dict[Any, tuple[ir.Value, ir.Value]] = {}
 
     def fresh(self, base: str) -> str:
         """A value name not yet in the graph, starting from ``base``."""
-        name, i = base, 1
-        while name in self._names:
-            i += 1
-            name = f"{base}_{i}"
-        self._names.add(name)
-        return name
+        return self._namer.value(base)
 
     def _node_name(self, base: str) -> str:
-        name, i = base, 1
-        while name in self._node_names:
-            i += 1
-            name = f"{base}_{i}"
-        self._node_names.add(name)
-        return name
+        return self._namer.node(base)
 
     def initializer(self, array: np.ndarray, base: str) -> ir.Value:
         """Registers a new initializer named from ``base``."""

@@ -58,6 +58,7 @@ from onnxsmith.passes.quant._smooth_groups import ScaledConstant, SmoothGroup, c
 from onnxsmith.passes.quant.calibration_setup import CalibrationSetup
 from onnxsmith.passes.quant.qdq_nodes import constant_array
 from onnxsmith.passes.registry import register_pass
+from onnxsmith.passes.rewrite.scope import Namer
 
 __all__ = ["MAX_SCALE", "MIN_SCALE", "SmoothOptions", "SmoothQuant", "smoothing_scales"]
 
@@ -214,11 +215,11 @@ def _smooth(graph: ir.Graph, groups: list[SmoothGroup], maxima: dict[str, np.nda
             factors.add(consumer.weight, s)
         for constant in group.absorber.constants:
             factors.add(constant, 1.0 / s)
-    names = _NameSource(graph)
+    names = Namer.for_graph(graph)
     for group in groups:
         if group.value in scales and group.absorber.kind == "mul":
             _insert_mul(graph, group, 1.0 / scales[group.value], names)
-    factors.apply(names)
+    factors.apply(graph, names)
     return scales
 
 
@@ -243,32 +244,15 @@ class _Factors:
             array = array * factor.reshape(shape)
         return array
 
-    def apply(self, names: _NameSource) -> None:
+    def apply(self, graph: ir.Graph, names: Namer) -> None:
         for node, index in self._factors:
             old = node.inputs[index]
             scaled = self.scaled(ScaledConstant(node, index, 0))
-            new = ir.Value(name=names.fresh(f"{old.name}_smooth"), type=old.type, shape=old.shape,
+            new = ir.Value(name=names.value(f"{old.name}_smooth"), type=old.type, shape=old.shape,
                            const_value=ir.tensor(scaled.astype(constant_array(old).dtype)))
-            names.graph.register_initializer(new)
+            graph.register_initializer(new)
             node.replace_input_with(index, new)
-            _drop_if_unused(names.graph, old)
-
-
-class _NameSource:
-    """Value names not yet used in a graph."""
-
-    def __init__(self, graph: ir.Graph) -> None:
-        self.graph = graph
-        self._taken = set(graph.initializers) | {v.name for v in graph.inputs}
-        self._taken |= {v.name for node in graph for v in node.outputs}
-
-    def fresh(self, base: str) -> str:
-        name, n = base, 1
-        while name in self._taken:
-            n += 1
-            name = f"{base}_{n}"
-        self._taken.add(name)
-        return name
+            _drop_if_unused(graph, old)
 
 
 def _drop_if_unused(graph: ir.Graph, value: ir.Value) -> None:
@@ -281,15 +265,15 @@ def _drop_if_unused(graph: ir.Graph, value: ir.Value) -> None:
         graph.remove(producer, safe=True)
 
 
-def _insert_mul(graph: ir.Graph, group: SmoothGroup, inverse: np.ndarray, names: _NameSource) -> None:
+def _insert_mul(graph: ir.Graph, group: SmoothGroup, inverse: np.ndarray, names: Namer) -> None:
     """``X * (1/s)`` for the group's readers, placed before the first of them."""
     x = group.value
-    factor = ir.Value(name=names.fresh(f"{x.name}_smooth_scale"), type=ir.TensorType(x.dtype),
+    factor = ir.Value(name=names.value(f"{x.name}_smooth_scale"), type=ir.TensorType(x.dtype),
                       shape=ir.Shape([group.channels]), const_value=ir.tensor(inverse.astype(x.dtype.numpy())))
     graph.register_initializer(factor)
-    mul = ir.Node("", "Mul", [x, factor], name=f"{x.name}_smooth")
+    mul = ir.Node("", "Mul", [x, factor], name=names.node(f"{x.name}_smooth"))
     out = mul.outputs[0]
-    out.name, out.type, out.shape = names.fresh(f"{x.name}_smoothed"), x.type, x.shape
+    out.name, out.type, out.shape = names.value(f"{x.name}_smoothed"), x.type, x.shape
     readers = {c.node for c in group.consumers}
     graph.insert_before(next(n for n in graph if n in readers), mul)
     for consumer in group.consumers:

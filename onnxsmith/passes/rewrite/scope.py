@@ -68,6 +68,11 @@ class Namer:
         used.add(name)
         return name
 
+    @classmethod
+    def for_graph(cls, graph: ir.Graph) -> Namer:
+        """Names unused in ``graph`` and its subgraphs (for passes that edit one graph directly)."""
+        return cls([Scope(g, {}, False) for g in all_graphs(graph)])
+
     def value(self, hint: str) -> str:
         """A new unique value name based on ``hint``."""
         return self._fresh(hint, self._values, self._value_suffix)
