@@ -6,6 +6,11 @@ pass manager that verifies it after every step, and is written out for a target.
 
 from __future__ import annotations
 
+from onnxsmith._lazy_imports import defer_imports
+
+defer_imports()
+
+# isort: split
 from onnxsmith.errors import OnnxsmithError
 from onnxsmith.ir import GraphBuilder, load, parse_text, save, to_text
 from onnxsmith.passes import (
