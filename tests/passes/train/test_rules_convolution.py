@@ -145,3 +145,30 @@ def test_max_pool(window, with_indices):
     attrs = {"kernel_shape": kernel, "strides": strides, "pads": pads, "dilations": dilations}
     model = op_model("MaxPool", {"x": x}, attrs=attrs, outputs=2 if with_indices else 1, dtype=F32)
     assert_gradients_match(model, dtype=F32)
+
+
+@pytest.mark.parametrize(("channels", "filters", "group", "strides", "columns"), [
+    (1, 3, 1, [1, 1], True),    # a stem on a single channel: im2col columns from a one-hot Conv
+    (4, 6, 2, [2, 1], True),    # strided: the same
+    (4, 6, 2, [1, 1], False),   # unit strides: offset-by-offset Slices
+    (4, 4, 4, [2, 2], False),   # depthwise: Mul and ReduceSum per offset
+])
+def test_conv_weight_gradient_paths(channels, filters, group, strides, columns):
+    """Each formulation of ``dw`` is chosen where it is meant to be, and sums the definition exactly."""
+    rng = np.random.default_rng(7)
+    kernel, dilations, pads = [3, 2], [1, 2], [1, 0, 2, 1]
+    x = rng.normal(size=[3, channels, 7, 8]).astype(F32)
+    out = [(n + p + q - d * (k - 1) - 1) // s + 1
+           for n, k, s, d, p, q in zip([7, 8], kernel, strides, dilations, pads[:2], pads[2:])]
+    dy = rng.normal(size=[3, filters, *out]).astype(F32)
+    b = GraphBuilder(opset=18)
+    w = b.initializer("w", rng.normal(size=[filters, channels // group, *kernel]).astype(F32))
+    y = b.Conv(b.Constant(value=x), w, strides=strides, dilations=dilations, pads=pads, group=group)
+    b.output(b.ReduceSum(b.Mul(y, b.Constant(value=dy)), keepdims=0), "loss")
+    model = b.build()
+    BuildGradients(gradients_only=True).run(model, None)
+    convs = [node for node in model.graph if node.op_type == "Conv"]
+    assert (len(convs) == 2) == columns  # the forward Conv, plus the one-hot Conv on the columns path
+    _, dw = run_model(model, {})
+    expected = _direct_weight_gradient(x, dy, kernel, strides, dilations, pads, group)
+    np.testing.assert_allclose(dw, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
