@@ -196,8 +196,10 @@ class BuildGradients(Pass):
         options: BuildGradientsOptions = self.options
         graph = model.graph
         untied = untie_initializers(graph, DIFFERENTIABLE_TYPES) if options.untie else []
+        infer_shapes(model)  # the GELU rules match on element types, which a fresh export may not carry
         gelus = _fuse_gelu(model) if options.fuse_gelu else 0
-        infer_shapes(model)
+        if gelus:
+            infer_shapes(model)
         if options.loss_fn:
             loss_name = add_losses(model, options.loss_terms())
             infer_shapes(model)

@@ -100,3 +100,14 @@ def test_relu_before_max_pool_is_masked_at_pooled_resolution():
         masks = [node for node in model.graph if node.op_type == "Greater"]
         assert [m.inputs[0] is pool.outputs[0] for m in masks] == ([False] if extra_reader else [True])
         assert_gradients_match(relu_pool_model(extra_reader), dtype="float32")
+
+
+def test_erf_gelu_is_fused_in_a_model_without_intermediate_types():
+    """A fresh export carries no value_info: the GELU rules, which check element types, still match."""
+    model = erf_gelu_model(17)
+    for node in model.graph:
+        for value in node.outputs:
+            if value not in model.graph.outputs:
+                value.type, value.shape = None, None
+    result = BuildGradients().run(model, None)
+    assert result.stats.get("fused_gelu") == 1 and "Div" not in ops(model)
