@@ -12,13 +12,22 @@ Checked for the main graph and, recursively, for subgraphs (which may read outer
 ``verified_census`` checks the same invariants and takes the pass manager's census (node count,
 tensor bytes, op histogram: ``onnxsmith.ir.queries.census``) in the same walk, so that verifying
 after a pass costs one walk over the nodes instead of two.
+
+Two walks implement the checks. ``_graph_clean`` only answers whether a graph is clean: it reads
+each node's properties in bulk (``map`` over the node list) and, in its one loop in graph order,
+does one set test for the inputs and one set update for the outputs of a node; producers and name
+uniqueness are checked over all outputs at once after the loop. Whenever it answers "not clean"
+(or cannot tell cheaply, e.g. two values of one name), ``_check_graph`` walks the graph again node
+by node and names the problems in graph order. So every model is judged by the same invariants,
+and the per-node walk costs time only when something is, or may be, wrong.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from operator import attrgetter
+from itertools import chain, repeat
+from operator import attrgetter, is_, itemgetter, methodcaller
 
 import onnx_ir as ir
 
@@ -29,6 +38,13 @@ from onnxsmith.ir.queries import initializer_bytes, name_ops, node_subgraphs
 __all__ = ["verified_census", "verify_structure", "structure_problems"]
 
 _DOMAIN_OP = attrgetter("domain", "op_type")
+_INPUTS = attrgetter("inputs")
+_OUTPUTS = attrgetter("outputs")
+_ATTRIBUTE_DICT = attrgetter("attributes.data")  # the plain dict behind the node's attributes
+_NAME = attrgetter("name")
+_CONST_VALUE = attrgetter("const_value")
+_PRODUCER = methodcaller("producer")
+_DOMAIN = itemgetter(0)
 
 
 class _Census:
@@ -54,7 +70,9 @@ def verified_census(model: ir.Model, *, where: str = "") -> tuple[int, int, Coun
     """
     counts = _Census()
     with gc_paused():  # the walk allocates only short-lived sets and tuples
-        _raise_first(_problems(model, 1, counts), where)
+        if not _model_clean(model, counts):
+            counts = _Census()  # the clean walk stopped early: count again while naming the problem
+            _raise_first(_problems(model, 1, counts), where)
     return counts.nodes, counts.size, name_ops(counts.pairs)
 
 
@@ -67,7 +85,17 @@ def _raise_first(problems: list[str], where: str) -> None:
 
 def structure_problems(model: ir.Model, *, limit: int = 20) -> list[str]:
     """All broken invariants found (at most ``limit``)."""
-    return _problems(model, limit, None)
+    with gc_paused():
+        if _model_clean(model, None):
+            return []
+        return _problems(model, limit, None)
+
+
+def _model_clean(model: ir.Model, counts: _Census | None) -> bool:
+    """Whether ``_problems`` would find nothing (False may also mean: could not tell cheaply)."""
+    domains = set(model.opset_imports) | set(model.graph.opset_imports)
+    functions = {(f.domain, f.name) for f in model.functions.values()}
+    return _graph_clean(model.graph, (), _good_domains(domains), domains, functions, counts, top=True)
 
 
 def _problems(model: ir.Model, limit: int, counts: _Census | None) -> list[str]:
@@ -159,6 +187,56 @@ def _check_graph(graph: ir.Graph, outer: tuple[set[ir.Value | None], ...], enclo
             problems.append(f"graph output '{value.name}' is not defined by any node, input or initializer")
         if top and (value.type is None or value.dtype is None):
             problems.append(f"graph output '{value.name}' has no known type")
+
+
+def _graph_clean(graph: ir.Graph, outer: tuple[set[ir.Value | None], ...], good_domains: set[str],
+                 domains: set[str], functions: set[tuple[str, str]], counts: _Census | None, *, top: bool) -> bool:
+    """``_check_graph`` finding nothing, decided with bulk reads (see the module docstring).
+
+    Counts the graph into ``counts`` as ``_check_graph`` does; after a False the counts are partial.
+    """
+    graph_inputs = list(graph.inputs)
+    defined: set[ir.Value | None] = {None, *graph_inputs}
+    initializers = [value for value in graph.initializers.values() if value not in defined]
+    if any(map(is_, map(_CONST_VALUE, graph.initializers.values()), repeat(None))):
+        return False
+    if top and any(value.type is None or value.dtype is None for value in graph_inputs):
+        return False
+    defined.update(initializers)
+    members = list(graph)
+    pairs = Counter(map(_DOMAIN_OP, members))
+    if counts is not None:
+        counts.nodes += len(members)
+        counts.size += initializer_bytes(graph)
+        counts.pairs.update(pairs)
+    if not good_domains.issuperset(map(_DOMAIN, pairs)):
+        for node in members:
+            if node.domain not in good_domains and _domain_problems(node, domains, functions):
+                return False
+    inner = (*outer, defined)
+    outputs = list(map(_OUTPUTS, members))
+    issuperset, define = defined.issuperset, defined.update  # bound once: this loop is the hot path
+    for node, inputs, node_outputs, attributes in zip(members, map(_INPUTS, members), outputs,
+                                                      map(_ATTRIBUTE_DICT, members)):
+        if not issuperset(inputs) and not all(any(value in scope for scope in inner) for value in inputs):
+            return False
+        if attributes:
+            for sub in node_subgraphs(node):
+                if not _graph_clean(sub, inner, good_domains, domains, functions, counts, top=False):
+                    return False
+        define(node_outputs)
+    produced = list(chain.from_iterable(outputs))
+    if not all(map(is_, map(_PRODUCER, produced), chain.from_iterable(map(repeat, members, map(len, outputs))))):
+        return False
+    names = list(filter(None, map(_NAME, chain(graph_inputs, initializers, produced))))
+    if len(set(names)) != len(names):
+        return False  # maybe one value listed twice (not a problem): let _check_graph tell
+    for value in graph.outputs:
+        if value not in defined and not any(value in scope for scope in outer):
+            return False
+        if top and (value.type is None or value.dtype is None):
+            return False
+    return True
 
 
 def _input_problems(node: ir.Node, inputs: Sequence[ir.Value | None], scopes_defined: tuple[set, ...],
