@@ -44,7 +44,7 @@ def calibrate(model: ir.Model, data: Any, *, calibrator: str | Calibrator = "min
               per_channel: bool = False, axis: int = 1, values: Iterable[str] | None = None,
               op_types: Collection[str] | None = QUANTIZABLE_OP_TYPES, batch: BatchPolicy = "auto",
               batch_size: int | None = None, max_outputs_per_run: int | None = None,
-              memory_budget_mb: float | None = DEFAULT_MEMORY_BUDGET_MB, threads: int = 1,
+              memory_budget_mb: float | None = DEFAULT_MEMORY_BUDGET_MB, threads: int = 0,
               progress: ProgressCallback | None = None,
               **calibrator_options: Any) -> Ranges:
     """Computes activation ranges of ``model`` over ``data``.
@@ -68,7 +68,7 @@ def calibrate(model: ir.Model, data: Any, *, calibrator: str | Calibrator = "min
         memory_budget_mb: Most MiB of exposed activations per run: sets the rows per run, and
             splits the values into chunks when one row would not fit; None runs samples whole
             (see :mod:`onnxsmith.calibration.batching`).
-        threads: onnxruntime intra-op threads.
+        threads: onnxruntime intra-op threads (0: one per physical core).
         progress: Called with a :class:`~onnxsmith.calibration.collect.Progress` after each run.
         **calibrator_options: Options of the calibrator (``percentile=99.9``, ``averaging_constant=0.01``,
             ``num_quantized_bins=128``, ``levels=256``, ``max_bins=4096``).

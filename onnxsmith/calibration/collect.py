@@ -3,7 +3,8 @@
 The values to observe are exposed as extra graph outputs of the model for the life of one
 onnxruntime session (added before the session is built and removed right after, in a
 ``finally``: the caller's model is left as it was). The session runs without graph
-optimizations, so every value keeps its name, with a configurable number of threads.
+optimizations, so every value keeps its name, with a configurable number of threads (default: one
+per physical core).
 
 Each run's outputs go to the observers and are dropped before the next run, so memory is one
 run's exposed activations plus O(values x histogram bins), never O(samples x activations).
@@ -167,7 +168,7 @@ def _planning_dims(plans: Sequence[RunPlan], validator: SampleValidator, per_row
 
 def collect(model: ir.Model, source: DataSource, observers: Mapping[str, Observer], *,
             validator: SampleValidator, max_outputs_per_run: int | None = None,
-            memory_budget_mb: float | None = DEFAULT_MEMORY_BUDGET_MB, threads: int = 1,
+            memory_budget_mb: float | None = DEFAULT_MEMORY_BUDGET_MB, threads: int = 0,
             progress: ProgressCallback | None = None) -> CollectionStats:
     """Runs ``model`` over ``source`` and feeds ``observers`` (keyed by value name) in place.
 

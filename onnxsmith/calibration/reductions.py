@@ -19,6 +19,14 @@ exposing path.
 ``size`` also tells the memory planner how large ``x`` is per row without materializing it
 (:mod:`onnxsmith.calibration.batching`).
 
+The four nodes of a value follow its producer in the graph, and the calibration session runs
+ready nodes in graph order (``ExecutionOrder.PRIORITY_BASED``,
+:mod:`onnxsmith.calibration.session`), so each value is reduced as soon as it exists and freed
+when the model no longer needs it. Appended at the end, or under onnxruntime's default order
+(which runs output-only branches last), the reductions kept every calibrated value alive to the
+end of the run: magika at 6 rows per run peaked 40 MiB above the session instead of the model's
+own 17 MiB.
+
 Values qualify when their element type is float32 or float64 and, for per-channel ranges, their
 rank is known; others are exposed as graph outputs as before. The nodes and outputs are added to
 the caller's model only while the session is built (:func:`reductions_added`).
@@ -125,21 +133,27 @@ def _reduce(op_type: str, x: ir.Value, axes: tuple[int, ...] | None, opset: int,
 
 @contextlib.contextmanager
 def reductions_added(model: ir.Model, reductions: Sequence[Reduction]) -> Iterator[None]:
-    """Temporarily appends the reduction nodes of ``reductions`` and makes their results outputs."""
+    """Temporarily adds the reduction nodes of ``reductions``, each right after its value's producer
+    (before the first node for a graph input), and makes their results outputs."""
     graph = model.graph
     opset = model.opset_imports.get("", 1)
     values = {v.name: v for v in (*graph.inputs, *(o for n in graph for o in n.outputs))}
     nodes: list[ir.Node] = []
-    for r in reductions:
-        x = values[r.value]
-        low, high, total, size = r.outputs
-        nodes += _reduce("ReduceMin", x, r.axes, opset, low)
-        nodes += _reduce("ReduceMax", x, r.axes, opset, high)
-        nodes.append(ir.node("ReduceSum", [x], {"keepdims": 0}, name=total))
-        nodes.append(ir.node("Size", [x], name=size))
-        nodes[-2].outputs[0].name, nodes[-1].outputs[0].name = total, size
-    graph.extend(nodes)
     try:
+        for r in reductions:
+            x = values[r.value]
+            low, high, total, size = r.outputs
+            added = [*_reduce("ReduceMin", x, r.axes, opset, low), *_reduce("ReduceMax", x, r.axes, opset, high),
+                     ir.node("ReduceSum", [x], {"keepdims": 0}, name=total), ir.node("Size", [x], name=size)]
+            added[-2].outputs[0].name, added[-1].outputs[0].name = total, size
+            producer = x.producer()
+            if producer is not None:
+                graph.insert_after(producer, added)
+            elif len(graph):
+                graph.insert_before(graph[0], added)
+            else:
+                graph.extend(added)
+            nodes += added
         with exposed_outputs(model, [n.outputs[0] for n in nodes if n.op_type != "Constant"]):
             yield
     finally:
