@@ -160,9 +160,11 @@ def sparse_detached(model: ir.Model) -> Iterator[Detached]:
 
 def finish_proto(proto: onnx.ModelProto, model: ir.Model, detached: Detached) -> None:
     """Completes a ModelProto serialized by onnx_ir from ``model`` (see the module docstring)."""
-    for graph, graph_proto in _paired_graphs(model, proto):
-        for value, source in detached.get(id(graph), ()):
-            graph_proto.sparse_initializer.append(source.self_contained(value.name or source.proto.values.name))
+    if detached:
+        for graph, graph_proto in _paired_graphs(model, proto):
+            for value, source in detached.get(id(graph), ()):
+                graph_proto.sparse_initializer.append(source.self_contained(value.name or source.proto.values.name))
+    for graph_proto in _graph_protos(proto):
         _drop_redundant_value_info(graph_proto)
     proto.training_info.extend(model.meta.get(TRAINING_INFO_META_KEY, ()))
     for _, tensor in iter_tensors(proto):
@@ -179,15 +181,37 @@ def _dedupe_metadata(tensor: onnx.TensorProto) -> None:
 
 
 def _drop_redundant_value_info(graph_proto: onnx.GraphProto) -> None:
+    """Removes the value_info entries equal to ``make_tensor_value_info`` of an initializer's own header.
+
+    onnx_ir writes those first, so they usually form a leading block, deleted in one step.
+    """
     initializers = {t.name: t for t in graph_proto.initializer}
-    kept = []
-    for info in graph_proto.value_info:
-        tensor = initializers.get(info.name)
-        if tensor is None or info != onnx.helper.make_tensor_value_info(info.name, tensor.data_type, tensor.dims):
-            kept.append(info)
-    if len(kept) != len(graph_proto.value_info):
-        del graph_proto.value_info[:]
-        graph_proto.value_info.extend(kept)
+    if not initializers:
+        return
+    header_types: dict[tuple[int, tuple[int, ...]], bytes] = {}
+    redundant = [i for i, info in enumerate(graph_proto.value_info)
+                 if info.name in initializers and _repeats_header(info, initializers[info.name], header_types)]
+    if not redundant:
+        return
+    if redundant[-1] == len(redundant) - 1:
+        del graph_proto.value_info[:len(redundant)]
+        return
+    dropped = set(redundant)
+    kept = [info for i, info in enumerate(graph_proto.value_info) if i not in dropped]
+    del graph_proto.value_info[:]
+    graph_proto.value_info.extend(kept)
+
+
+def _repeats_header(info: onnx.ValueInfoProto, tensor: onnx.TensorProto,
+                    header_types: dict[tuple[int, tuple[int, ...]], bytes]) -> bool:
+    """``info == make_tensor_value_info(info.name, tensor.data_type, tensor.dims)``, types compared serialized."""
+    if info.HasField("doc_string") or len(info.metadata_props):
+        return False
+    key = (tensor.data_type, tuple(tensor.dims))
+    expected = header_types.get(key)
+    if expected is None:
+        expected = header_types[key] = onnx.helper.make_tensor_value_info("", *key).type.SerializeToString()
+    return info.type.SerializeToString() == expected
 
 
 def model_graphs(model: ir.Model) -> Iterator[ir.Graph]:

@@ -180,3 +180,24 @@ def test_external_data_round_trip_keeps_values(external_model, tmp_path):
             tensor.ClearField("external_data")
             tensor.ClearField("data_location")
     assert_same_proto(expected, actual)
+
+
+def test_value_info_repeating_an_initializer_header_is_dropped_wherever_it_sits():
+    from onnxsmith.ir._proto_extras import _drop_redundant_value_info
+
+    graph = oh.make_graph([], "g", [], [], [numpy_helper.from_array(np.zeros((2, 3), np.float32), "w"),
+                                            numpy_helper.from_array(np.zeros(4, np.int64), "k")])
+    entries = [oh.make_tensor_value_info("x", TensorProto.FLOAT, [1]),  # not an initializer
+               oh.make_tensor_value_info("w", TensorProto.FLOAT, [2, 3]),  # repeats w's header
+               oh.make_tensor_value_info("k", TensorProto.INT64, ["n"]),  # says more than k's header
+               oh.make_tensor_value_info("k", TensorProto.INT64, [4])]  # repeats k's header
+    entries.append(oh.make_tensor_value_info("w", TensorProto.FLOAT, [2, 3]))
+    entries[-1].doc_string = ""  # explicitly set: not equal to the header's entry
+    graph.value_info.extend(entries)
+    expected = [e for e in entries if e.name == "x" or e in entries[2:3] or e.HasField("doc_string")]
+    _drop_redundant_value_info(graph)
+    assert list(graph.value_info) == expected
+    leading = oh.make_graph([], "g", [], [], list(graph.initializer))
+    leading.value_info.extend([entries[1], entries[3], entries[0]])
+    _drop_redundant_value_info(leading)
+    assert list(leading.value_info) == [entries[0]]
