@@ -83,15 +83,23 @@ def check_output_path(input_path: str | os.PathLike, output_path: str | os.PathL
                           "the input is never modified; choose another output path")
     if target.is_dir():
         raise OutputError(f"output path is a directory: {target}", "give a file name such as out.onnx")
-    if model is None:
-        return
+    if model is not None:
+        _check_output_data(target, _external_files(model))
+
+
+def _external_files(model: ir.Model) -> set[Path]:
+    """The external data files the model's initializers read (resolved)."""
+    return {Path(v.const_value.path).resolve() for graph in all_graphs(model) for v in graph.initializers.values()
+            if isinstance(v.const_value, ir.ExternalTensor)}
+
+
+def _check_output_data(target: Path, external_files: set[Path]) -> None:
+    """Refuses an output whose data file would be one of the input's external data files."""
     data_file = target.parent / f"{target.name}.data"
-    for graph in all_graphs(model):
-        for value in graph.initializers.values():
-            tensor = value.const_value
-            if isinstance(tensor, ir.ExternalTensor) and _same_file(Path(tensor.path), data_file):
-                raise OutputError(f"writing {target} would overwrite the input's external data {data_file}",
-                                  "choose another output file name")
+    for file in external_files:
+        if _same_file(file, data_file):
+            raise OutputError(f"writing {target} would overwrite the input's external data {data_file}",
+                              "choose another output file name")
 
 
 def optimize_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
@@ -140,15 +148,18 @@ def optimize_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
     with gc_paused():
         model = load(input_path)
         with gc_young_only():
-            check_output_path(input_path, output_path, model)
+            external_files = _external_files(model)
+            _check_output_data(Path(output_path), external_files)
             if inputs is not None:
                 if isinstance(inputs, Mapping):
                     check_inputs(inputs, model)
                     manager.inputs = dict(inputs)
                 else:
                     manager.inputs = load_input_data(inputs, model)
-            nodes_before, bytes_before = count_nodes(model), _input_bytes(Path(input_path), model)
+            bytes_before = _input_bytes(Path(input_path), external_files)
             report = manager.run(model, ctx)
+            # The first record's count is the census of the input, taken before any pass ran.
+            nodes_before = report.records[0].nodes_before if report.records else count_nodes(model)
             if save_ranges is not None:
                 _save_ranges(ctx, save_ranges)
             save(model, output_path)
@@ -176,11 +187,9 @@ def _save_ranges(ctx: PassContext, path: str | os.PathLike) -> None:
     used.save_json(path)
 
 
-def _input_bytes(path: Path, model: ir.Model) -> int:
+def _input_bytes(path: Path, external_files: set[Path]) -> int:
     """Size of the model file plus the external data files it references."""
-    files = {Path(v.const_value.path).resolve() for g in all_graphs(model) for v in g.initializers.values()
-             if isinstance(v.const_value, ir.ExternalTensor)}
-    return path.stat().st_size + sum(f.stat().st_size for f in files)
+    return path.stat().st_size + sum(f.stat().st_size for f in external_files)
 
 
 def _output_bytes(path: Path) -> int:
