@@ -120,6 +120,9 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(HERE))
+    from _bench_common import compile_onnxsmith
+
+    compile_onnxsmith()
     from synthetic import make_model  # tools/synthetic.py
 
     import onnxsmith

@@ -40,6 +40,7 @@ from _bench_common import (  # noqa: E402
     ONNXSMITH_CLI,
     add_zoo_arguments,
     comma_list,
+    compile_onnxsmith,
     interleaved_medians,
     machine_line,
     markdown_table,
@@ -222,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="5 runs, 1 warm-up: a smoke test, not a measurement")
     parser.add_argument("--markdown", type=Path, help="also write the report to this file")
     args = parser.parse_args(argv)
+    compile_onnxsmith()
     if args.quick:
         args.runs, args.warmup = 5, 1
     args.batches = [int(b) for b in args.batches.split(",")]

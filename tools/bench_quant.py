@@ -51,6 +51,7 @@ from _bench_common import (  # noqa: E402
     ONNXSMITH_CLI,
     add_zoo_arguments,
     comma_list,
+    compile_onnxsmith,
     interleaved_medians,
     machine_line,
     markdown_table,
@@ -340,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="5 runs, 1 warm-up, 64 test rows: a smoke test, not a measurement")
     parser.add_argument("--markdown", type=Path, help="also write the report to this file")
     args = parser.parse_args(argv)
+    compile_onnxsmith()
     if args.quick:
         args.runs, args.warmup, args.eval_rows = 5, 1, args.eval_rows or 64
     args.threads = [int(n) for n in args.threads.split(",")]
