@@ -8,10 +8,13 @@ there is freed by the first automatic collection after it, so nothing leaks.
 
 ``gc_young_only`` serves a run over a model loaded before it: everything alive at entry is
 frozen (``gc.freeze``), so the collections that run meanwhile scan only objects made inside the
-block instead of rescanning the whole model each time. At exit the frozen objects go back to the
-oldest generation; garbage among them (nodes a pass removed) is freed by the next full
-collection. Freezing is process-wide, so the block freezes nothing when something else already
-froze objects.
+block instead of rescanning the whole model each time. Inside it, a ``gc_paused`` block (a pass,
+a save) also freezes what it leaves behind when it ends: most of that is the model's new nodes
+and values, and the first collection after the pause would scan all of it for nothing (on a
+100k-node cleanup, three such scans cost 0.18 s and freed nothing). At exit the frozen objects go
+back to the oldest generation; garbage among them (nodes a pass removed, cycles a paused block
+dropped) is freed by the next full collection. Freezing is process-wide, so the block freezes
+nothing, then or later, when something else already froze objects.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from collections.abc import Iterator
 
 __all__ = ["gc_paused", "gc_young_only"]
 
+#: Whether a ``gc_young_only`` block holds the freeze it made (then ``gc_paused`` extends it).
+_freeze_owned = False
+
 
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
@@ -31,6 +37,8 @@ def gc_paused() -> Iterator[None]:
     try:
         yield
     finally:
+        if _freeze_owned:
+            gc.freeze()  # O(1): the block's survivors join the frozen model instead of being scanned
         if enabled:
             gc.enable()
 
@@ -39,13 +47,16 @@ def gc_paused() -> Iterator[None]:
 def gc_young_only() -> Iterator[None]:
     """Runs the block with automatic collection on, over objects made inside it only.
 
-    Objects alive at entry are frozen until exit; the collector's on/off state is restored on exit.
+    Objects alive at entry, and those alive at the end of each ``gc_paused`` block inside, are
+    frozen until exit; the collector's on/off state is restored on exit.
     """
-    enabled = gc.isenabled()
+    global _freeze_owned
+    enabled, owned = gc.isenabled(), _freeze_owned
     gc.disable()  # no collection between the caller's last allocation and the freeze
     freeze = gc.get_freeze_count() == 0
     if freeze:
         gc.freeze()
+        _freeze_owned = True
     gc.enable()
     try:
         yield
@@ -53,4 +64,5 @@ def gc_young_only() -> Iterator[None]:
         if not enabled:
             gc.disable()
         if freeze:
+            _freeze_owned = owned
             gc.unfreeze()
