@@ -11,7 +11,8 @@ import onnx_ir as ir
 
 from onnxsmith.ir._gc import gc_paused
 
-__all__ = ["all_graphs", "all_nodes", "census", "count_nodes", "has_external_data", "initializer_bytes", "model_size",
+__all__ = ["all_graphs", "all_nodes", "census", "count_nodes", "has_external_data", "header_dims", "initializer_bytes",
+           "model_size",
            "name_ops", "nbytes", "node_subgraphs", "op_histogram", "op_key", "tensor_bytes"]
 
 
@@ -141,6 +142,13 @@ def nbytes(tensor: ir.TensorProtocol) -> int:
     if type(tensor) is ir.TensorProtoTensor:
         return math.ceil(tensor.dtype.itemsize * math.prod(tensor.raw.dims))
     return tensor.nbytes
+
+
+def header_dims(tensor: ir.TensorProtocol) -> tuple[int, ...]:
+    """The tensor's dimensions; read from the proto for a tensor still in its proto (no ``Shape`` built)."""
+    if type(tensor) is ir.TensorProtoTensor:
+        return tuple(tensor.raw.dims)
+    return tuple(tensor.shape.dims)
 
 
 def tensor_bytes(model: ir.Model) -> int:

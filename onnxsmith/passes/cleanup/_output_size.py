@@ -24,6 +24,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from onnxsmith.ir.queries import header_dims
 from onnxsmith.passes.cleanup._constants import static_dims, tensor_nbytes
 from onnxsmith.passes.cleanup._single_node import input_names, single_node_model
 
@@ -93,11 +94,11 @@ def _from_input_headers(node: ir.Node, tensors: Sequence[ir.TensorProtocol | Non
     present = [t for t in tensors if t is not None]
     if not present:
         return None
-    shapes = [tuple(t.shape.dims) for t in present]
+    shapes = [header_dims(t) for t in present]
     op = node.op_type
     if op in _ELEMENTWISE:
         try:
-            numel = math.prod(np.broadcast_shapes(*shapes))
+            numel = math.prod(shapes[0] if shapes.count(shapes[0]) == len(shapes) else np.broadcast_shapes(*shapes))
         except ValueError:
             return None
     elif op in _SAME_COUNT or op in _AT_MOST_INPUT:
