@@ -103,8 +103,9 @@ class _Folder:
 
     def fold_graph(self, graph: ir.Graph) -> None:
         for node in list(graph):
-            for sub in node_subgraphs(node):
-                self.fold_graph(sub)
+            if node.attributes.data:  # most nodes have none: skip the call (hot on large graphs)
+                for sub in node_subgraphs(node):
+                    self.fold_graph(sub)
             if node.op_type != "Constant" and _worth_trying(node) and self._may_fold(node):
                 self._try_fold(graph, node)
         for node in list(graph):
@@ -167,7 +168,8 @@ class _Folder:
             self.stats["kept_unknown_size"] += 1
             self._explain(node, "output size unknown before evaluation")
             return
-        freed = self._freed_bytes(node)
+        operands = _operands(node, tensors)
+        freed = self._freed_bytes(node, operands)
         if out_bytes - freed > self.options.max_size:
             self.stats["kept_too_large"] += 1
             self._explain(node, f"would add {out_bytes - freed} bytes (max-size {self.options.max_size})")
@@ -181,7 +183,7 @@ class _Folder:
             return
         if not self._results_fit(node, results, freed):
             return
-        self._replace(graph, node, [_to_tensor(a) for a in results])
+        self._replace(graph, node, [_to_tensor(a) for a in results], operands)
 
     def _results_fit(self, node: ir.Node, results: list[np.ndarray], freed: int) -> bool:
         if len(results) != len(node.outputs):
@@ -199,29 +201,34 @@ class _Folder:
             return False
         return True
 
-    def _freed_bytes(self, node: ir.Node) -> int:
+    def _freed_bytes(self, node: ir.Node, operands: dict[ir.Value, ir.TensorProtocol]) -> int:
         """Bytes of the constant inputs that only this node reads (removed after folding it)."""
         freed = 0
-        for value in {id(v): v for v in node.inputs if v is not None}.values():
+        for value, tensor in operands.items():
             if not value.is_graph_output() and all(u.node is node for u in value.uses()):
-                tensor = constant_tensor(value)
-                freed += tensor_nbytes(tensor) if tensor is not None else 0
+                freed += tensor_nbytes(tensor)
         return freed
 
-    def _replace(self, graph: ir.Graph, node: ir.Node, tensors: list[ir.TensorProtocol]) -> None:
-        """Replaces a folded node by initializers and drops the constants only it read."""
+    def _replace(self, graph: ir.Graph, node: ir.Node, tensors: list[ir.TensorProtocol],
+                 operands: dict[ir.Value, ir.TensorProtocol] | None = None) -> None:
+        """Replaces a folded node by initializers and drops the constants only it read.
+
+        ``operands`` are the node's constant inputs with their tensors (``_operands``), when known.
+        """
         inputs = list(node.inputs)
+        if operands is None:
+            operands = {value: tensor for value in inputs if (tensor := constant_tensor(value)) is not None}
         self._store(graph, node, tensors)
         self.stats["folded_nodes"] += 1
         self.stats["net_bytes"] += sum(tensor_nbytes(t) for t in tensors)
         for value in drop_unused_initializers(inputs):
             self.stats["removed_initializers"] += 1
             self.stats["net_bytes"] -= tensor_nbytes(value.const_value)  # type: ignore[arg-type]
-        for value in {id(v): v for v in inputs if v is not None}.values():
+        for value, tensor in operands.items():
             producer = value.producer()
             if producer is not None and producer.op_type == "Constant" and not value.uses() \
                     and not value.is_graph_output() and producer.graph is not None:
-                self.stats["net_bytes"] -= tensor_nbytes(constant_tensor(value))  # type: ignore[arg-type]
+                self.stats["net_bytes"] -= tensor_nbytes(tensor)
                 producer.graph.remove(producer, safe=True)
                 self.stats["removed_constant_nodes"] += 1
 
@@ -239,11 +246,19 @@ class _Folder:
         graph.remove(node, safe=True)
 
 
+def _operands(node: ir.Node, tensors: list[ir.TensorProtocol | None]) -> dict[ir.Value, ir.TensorProtocol]:
+    """Each distinct input of the node with its constant tensor (``tensors``: by input position)."""
+    return {value: tensor for value, tensor in zip(node.inputs, tensors) if value is not None}
+
+
 def _worth_trying(node: ir.Node) -> bool:
     """A cheap first filter: the node is a Shape/Size or reads only constants (or nothing)."""
     if node.op_type in ("Shape", "Size"):
         return True
-    return all(value is None or constant_tensor(value) is not None for value in node.inputs)
+    for value in node.inputs:  # a loop, not all() over a generator: this runs for every node
+        if value is not None and constant_tensor(value) is None:
+            return False
+    return True
 
 
 def _static_shape_result(node: ir.Node) -> np.ndarray | None:
