@@ -37,6 +37,8 @@ FUSION_FAMILIES = MappingProxyType({
     "reshape": "consecutive Reshapes collapsed (standard ops only)",
     "residual-sum": "residual Add before LayerNormalization as Sum (onnxruntime CPU: avoids its slower "
                     "SkipLayerNormalization; standard ops only)",
+    "masked-softmax": "Softmax of scores plus an additive mask floored at max - 60 (onnxruntime CPU: keeps "
+                      "masked entries off its slow exp path; standard ops only)",
 })
 
 #: Families whose output is standard ONNX.

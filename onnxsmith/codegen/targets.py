@@ -172,8 +172,9 @@ CUDA = Target(
     name="cuda",
     provider="CUDAExecutionProvider",
     description="onnxruntime CUDAExecutionProvider (data only; lowering not yet implemented)",
-    # each emitted contrib op has a CUDA kernel (see _CUDA_CONTRIB); residual-sum is a CPU-kernel lowering
-    fusions=frozenset(FUSION_FAMILIES) - {"residual-sum"},
+    # each emitted contrib op has a CUDA kernel (see _CUDA_CONTRIB); residual-sum and masked-softmax are
+    # CPU-kernel lowerings
+    fusions=frozenset(FUSION_FAMILIES) - {"residual-sum", "masked-softmax"},
     op_table_source=_cuda_table,
     quant_source=functools.cache(_cuda_quant),
 )

@@ -26,22 +26,28 @@ Each module holds one family of rewrite rules, named as in
 - ``reshape``: consecutive Reshapes collapsed;
 - ``residual-sum``: the residual Add before a LayerNormalization as ``Sum``, which keeps
   onnxruntime from fusing the pair into its slower CPU SkipLayerNormalization at load.
+- ``masked-softmax``: a Softmax of attention scores plus an additive mask floored at ``max - 60``,
+  which keeps onnxruntime's CPU Softmax off its slow path for the masked (underflowing) entries.
 
 ``fuse`` applies, to a fixed point, every family the context's target allows
 (``Target.allows_fusion``). Families a target runs but that measured slower than the unfused graph
 (``Target.opt_in_fusions``: attention on cpu) apply only when named: ``fuse{enable=attention}`` adds
-them to the defaults. ``fuse{rules=gemm}`` restricts it to the named families or rules
-(family and rule names may be mixed); ``explain`` and ``max-rewrites`` work as for every
-:class:`~onnxsmith.passes.rewrite.RewritePass`, and the statistics count applications and
-rejections per rule. Last, ``remove-unused`` runs: the nodes left without users (the mask and
-shape subgraphs a fused attention block no longer reads) and the initializers only they read are
-removed, and counted as its statistics (``removed_nodes``, ``removed_initializers``...).
+them to the defaults. ``fuse{rules=gemm}`` restricts it to the named families or rules (family and
+rule names may be mixed). Lowerings that rewrite a pattern a fusion reads (:data:`LATE_FAMILIES`:
+``masked-softmax``, whose floor would hide the Softmax from the attention families) apply in a
+second round, after the fusions reached their fixed point. ``explain`` and ``max-rewrites`` work as
+for every :class:`~onnxsmith.passes.rewrite.RewritePass`, and the statistics count applications and
+rejections per rule. Last, ``remove-unused`` runs: the nodes left without users (the mask and shape
+subgraphs a fused attention block no longer reads) and the initializers only they read are removed,
+and counted as its statistics (``removed_nodes``, ``removed_initializers``...).
 
-Tolerance: ``rtol=1e-4, atol=1e-5``. Every rule is exact in real arithmetic; in floats, folding a
-scale into weights or a bias into a Gemm re-associates sums of products, which moves float32
-results by a few ulps per accumulated term, and FusedConv evaluates Sigmoid and Tanh with
-onnxruntime's vectorised approximations (a few ulps as well), as QuickGelu does for SiLU;
-HardSigmoid's ``1/h`` is rounded to float32 once. Transpose, Reshape and Pad rewrites are exact.
+Tolerance: ``rtol=1e-4, atol=1e-5``. Every rule but the masked-softmax floor is exact in real
+arithmetic; in floats, folding a scale into weights or a bias into a Gemm re-associates sums of
+products, which moves float32 results by a few ulps per accumulated term, and FusedConv evaluates
+Sigmoid and Tanh with onnxruntime's vectorised approximations (a few ulps as well), as QuickGelu
+does for SiLU; HardSigmoid's ``1/h`` is rounded to float32 once. Transpose, Reshape and Pad rewrites
+are exact. The masked-softmax floor moves each probability by a relative ``n * e^-60`` at most
+(``n`` keys).
 """
 
 from __future__ import annotations
@@ -60,17 +66,21 @@ from onnxsmith.passes.fusion import bias_gelu, contrib_gelu, embed_layer_norm, f
 from onnxsmith.passes.fusion import skip_layer_norm
 from onnxsmith.passes.fusion import attention, multi_head_attention
 from onnxsmith.passes.fusion import hard_activation, pad_pool, reshape, residual_sum, scale_gemm, silu
+from onnxsmith.passes.fusion import masked_softmax
 from onnxsmith.passes.registry import register_pass
-from onnxsmith.passes.rewrite import RewriteOptions, RewritePass, RuleSet, apply_rules
+from onnxsmith.passes.rewrite import RewriteOptions, RewritePass, RewriteStats, RuleSet, apply_rules
 
-__all__ = ["FAMILIES", "Fuse", "FuseOptions"]
+__all__ = ["FAMILIES", "LATE_FAMILIES", "Fuse", "FuseOptions"]
 
 #: Family name -> its rules, in the order ``fuse`` tries them.
 FAMILIES = MappingProxyType({module.FAMILY: module.RULES
                              for module in (conv_bn, scale_conv, conv_bias, gemm, transpose, conv_activation,
                                            contrib_gelu, fast_gelu, gelu, bias_gelu, layer_norm, embed_layer_norm,
                                            skip_layer_norm, residual_sum, attention, multi_head_attention, scale_gemm,
-                                           pad_pool, hard_activation, silu, reshape)})
+                                           pad_pool, hard_activation, silu, reshape, masked_softmax)})
+
+#: Families applied after the others reached a fixed point: they rewrite what a fusion matches.
+LATE_FAMILIES = frozenset({masked_softmax.FAMILY})
 
 _FAMILY_OF = {r.name: family for family, rules in FAMILIES.items() for r in rules}
 
@@ -117,7 +127,10 @@ class Fuse(RewritePass):
         if options.explain or ctx.debug:
             def explain(message: str) -> None:
                 ctx.explain(self.name, message)
-        stats = apply_rules(model, legal, max_rewrites=options.max_rewrites, explain=explain)
+        rounds = [RuleSet(r for r in legal if (_FAMILY_OF[r.name] in LATE_FAMILIES) is late)
+                  for late in (False, True)]
+        stats = _merged([apply_rules(model, rules, max_rewrites=options.max_rewrites, explain=explain)
+                         for rules in rounds if len(rules)])
         swept = RemoveUnused().run(model, ctx)
         return PassResult(stats.rewrites > 0 or swept.modified, {**stats.to_dict(), **swept.stats})
 
@@ -132,3 +145,15 @@ class Fuse(RewritePass):
                                       f"did you mean '{best}'?" if best else None)
         wanted = {n for name in names for n in (FAMILIES[name].names if name in FAMILIES else (name,))}
         return RuleSet(r for r in self.rules if r.name in wanted)
+
+
+def _merged(rounds: list[RewriteStats]) -> RewriteStats:
+    """The statistics of driver rounds over disjoint rule sets, as one."""
+    total = RewriteStats()
+    for stats in rounds:
+        total.applied.update(stats.applied)
+        total.rejected.update(stats.rejected)
+        total.reasons.update(stats.reasons)
+        total.rewrites += stats.rewrites
+        total.attempts += stats.attempts
+    return total
