@@ -35,7 +35,6 @@ import onnx
 import onnx_ir as ir
 
 from onnxsmith.errors import ModelInputError
-from onnxsmith.ir._deserialize import deserialize_model
 from onnxsmith.ir._validate import iter_tensors, quoted
 from onnxsmith.ir.queries import all_graphs
 
@@ -102,7 +101,7 @@ Detached = dict[int, list[tuple[ir.Value, SparseSource]]]
 
 
 def deserialize(proto: onnx.ModelProto, base_dir: Path) -> ir.Model:
-    """``ir.serde.deserialize_model`` (see ``_deserialize``) that keeps sparse initializers and training info.
+    """``ir.serde.deserialize_model`` that keeps sparse initializers and training info.
 
     Args:
         proto: A validated ModelProto; it is modified (placeholders for sparse initializers).
@@ -118,7 +117,7 @@ def deserialize(proto: onnx.ModelProto, base_dir: Path) -> ir.Model:
             placeholder.name = sparse.values.name
             placeholder.data_type = sparse.values.data_type
             placeholder.dims.extend(sparse.dims)
-    model = deserialize_model(proto)
+    model = ir.serde.deserialize_model(proto)
     for graph, graph_proto in _paired_graphs(model, proto) if has_sparse else ():
         for sparse in graph_proto.sparse_initializer:
             value = graph.initializers[sparse.values.name]
