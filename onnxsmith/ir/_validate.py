@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import onnx
+from google.protobuf.message import Message
 
 from onnxsmith.errors import ModelInputError
 
@@ -59,18 +60,24 @@ class Where:
     """Where a tensor sits in the file, spelled out only when a message needs it.
 
     A location is its parent's text, then ``text``, then the quoted ``name`` (if any), then
-    ``suffix``; building one is cheap, so walking a large file describes nothing it does not report.
+    ``suffix``. The name may be given as the proto that has it (a node's name is its op type when
+    empty), read only when the location is spelled out: building one is cheap, so walking a large
+    file describes nothing it does not report.
     """
 
     __slots__ = ("_parent", "_text", "_name", "_suffix")
 
-    def __init__(self, parent: Where | None, text: str, name: str | None = None, suffix: str = "") -> None:
+    def __init__(self, parent: Where | None, text: str, name: str | Message | None = None, suffix: str = "") -> None:
         self._parent, self._text, self._name, self._suffix = parent, text, name, suffix
 
     def __str__(self) -> str:
         parent = "" if self._parent is None else str(self._parent)
-        name = "" if self._name is None else quoted(self._name)
-        return f"{parent}{self._text}{name}{self._suffix}"
+        name = self._name
+        if isinstance(name, onnx.NodeProto):
+            name = name.name or name.op_type
+        elif isinstance(name, Message):
+            name = name.name
+        return f"{parent}{self._text}{'' if name is None else quoted(name)}{self._suffix}"
 
     def __format__(self, spec: str) -> str:
         return format(str(self), spec)
@@ -80,34 +87,36 @@ def iter_tensors(proto: onnx.ModelProto) -> Iterator[tuple[Where, onnx.TensorPro
     """Every TensorProto in the model with a description of where it sits."""
     yield from _graph_tensors(proto.graph, None)
     for fn in proto.functions:
-        yield from _nodes_tensors(fn.node, Where(None, "function ", fn.name, " "))
+        yield from _nodes_tensors(fn.node, Where(None, "function ", fn, " "))
 
 
 def _graph_tensors(graph: onnx.GraphProto, where: Where | None) -> Iterator[tuple[Where, onnx.TensorProto]]:
     for t in graph.initializer:
-        yield Where(where, "initializer ", t.name), t
+        yield Where(where, "initializer ", t), t
     for st in graph.sparse_initializer:
-        yield Where(where, "sparse initializer ", st.values.name), st.values
-        yield Where(where, "sparse initializer ", st.values.name, " indices"), st.indices
+        yield Where(where, "sparse initializer ", st.values), st.values
+        yield Where(where, "sparse initializer ", st.values, " indices"), st.indices
     yield from _nodes_tensors(graph.node, where)
 
 
 def _nodes_tensors(nodes: Iterable[onnx.NodeProto], where: Where | None) -> Iterator[tuple[Where, onnx.TensorProto]]:
     for node in nodes:
-        if node.attribute:  # most nodes have none: skip the generator
-            yield from _node_tensors(node, where)
+        attributes = node.attribute
+        if attributes:  # most nodes have none: skip the generator
+            yield from _node_tensors(node, attributes, where)
 
 
-def _node_tensors(node: onnx.NodeProto, where: Where | None) -> Iterator[tuple[Where, onnx.TensorProto]]:
-    label = Where(where, "node ", node.name or node.op_type)
-    for attr in node.attribute:
+def _node_tensors(node: onnx.NodeProto, attributes: Iterable[onnx.AttributeProto], where: Where | None,
+                  ) -> Iterator[tuple[Where, onnx.TensorProto]]:
+    label = Where(where, "node ", node)
+    for attr in attributes:
         if attr.HasField("t"):
-            yield Where(label, " attribute ", attr.name), attr.t
+            yield Where(label, " attribute ", attr), attr.t
         for t in attr.tensors:
-            yield Where(label, " attribute ", attr.name), t
+            yield Where(label, " attribute ", attr), t
         if attr.HasField("sparse_tensor"):
-            yield Where(label, " attribute ", attr.name, " values"), attr.sparse_tensor.values
-            yield Where(label, " attribute ", attr.name, " indices"), attr.sparse_tensor.indices
+            yield Where(label, " attribute ", attr, " values"), attr.sparse_tensor.values
+            yield Where(label, " attribute ", attr, " indices"), attr.sparse_tensor.indices
         if attr.HasField("g"):
             yield from _graph_tensors(attr.g, Where(label, " subgraph: "))
         for g in attr.graphs:
@@ -124,22 +133,22 @@ def check_tensors(proto: onnx.ModelProto, model_path: Path) -> bool:
     Returns:
         Whether any tensor stores its data externally.
     """
-    base_dir = model_path.resolve().parent
+    base_dir, file_name = model_path.resolve().parent, model_path.name
     external = False
     for where, tensor in iter_tensors(proto):
-        external |= _check_tensor(tensor, where, base_dir, model_path.name)
+        external |= _check_tensor(tensor, where, base_dir, file_name)
     return external
 
 
-def _expected_nbytes(tensor: onnx.TensorProto, numel: int) -> int | None:
-    """Bytes of ``raw_data``/external data the header implies; None when not fixed (strings)."""
-    if tensor.data_type in _PACKED_4BIT:
+def _expected_nbytes(data_type: int, numel: int) -> int | None:
+    """Bytes of ``raw_data``/external data a header implies; None when not fixed (strings)."""
+    if data_type in _PACKED_4BIT:
         return (numel + 1) // 2
-    if tensor.data_type in _PACKED_2BIT:
+    if data_type in _PACKED_2BIT:
         return (numel + 3) // 4
-    if tensor.data_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
+    if data_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
         return None
-    itemsize = _itemsize(tensor.data_type)
+    itemsize = _itemsize(data_type)
     return None if itemsize is None else numel * itemsize
 
 
@@ -166,10 +175,10 @@ def _check_tensor(tensor: onnx.TensorProto, where: Where, base_dir: Path, file_n
     """Checks one tensor against its header; returns whether its data is external."""
     where = Where(where, " in ", file_name)
     shape = list(tensor.dims)
-    if any(d < 0 for d in shape):
+    if shape and min(shape) < 0:
         raise ModelInputError(f"{where} has a negative dimension in shape {shape}", "the file is corrupt")
     numel = math.prod(shape)
-    expected = _expected_nbytes(tensor, numel)
+    expected = _expected_nbytes(tensor.data_type, numel)
     if tensor.data_location == onnx.TensorProto.EXTERNAL:
         _check_external(tensor, where, base_dir, expected)
         return True
