@@ -22,7 +22,7 @@ import onnx_ir as ir
 
 from onnxsmith.ir.queries import all_nodes
 from onnxsmith.passes.base import ALL, Pass, PassContext, PassResult
-from onnxsmith.passes.cleanup._graphs import all_graphs, node_subgraphs, remove_nodes
+from onnxsmith.passes.cleanup._graphs import node_subgraphs, remove_nodes
 from onnxsmith.passes.registry import register_pass
 
 __all__ = ["RemoveUnused"]
@@ -38,17 +38,36 @@ class RemoveUnused(Pass):
     preserves = ALL
 
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
+        in_functions = {key: _Live() for key in model.functions}
+        removed = sum(_sweep(f.graph, in_functions[key]) for key, f in model.functions.items())
+        in_main = _Live()
+        removed += _sweep(model.graph, in_main)
         stats = {
-            "removed_nodes": sum(_sweep(f.graph) for f in model.functions.values()) + _sweep(model.graph),
-            "removed_initializers": _remove_initializers(model),
+            "removed_nodes": removed,
+            "removed_initializers": _remove_initializers(in_main.graphs),
             "removed_functions": _remove_functions(model),
-            "removed_opsets": _remove_opsets(model),
+            "removed_opsets": _remove_opsets(model, in_main.domains,
+                                             {key: in_functions[key].domains for key in model.functions}),
         }
         return PassResult(any(stats.values()), stats)
 
 
-def _sweep(graph: ir.Graph) -> int:
-    """Removes the dead nodes of ``graph`` and of the subgraphs of its live nodes; returns how many."""
+class _Live:
+    """What a sweep kept: the graphs it swept (outer before inner) and the domains of their live nodes."""
+
+    __slots__ = ("domains", "graphs")
+
+    def __init__(self) -> None:
+        self.graphs: list[ir.Graph] = []
+        self.domains: set[str] = set()
+
+
+def _sweep(graph: ir.Graph, kept: _Live) -> int:
+    """Removes the dead nodes of ``graph`` and of the subgraphs of its live nodes; returns how many.
+
+    Records the graph, its live subgraphs and the domains of their live nodes in ``kept``.
+    """
+    kept.graphs.append(graph)
     removed = 0
     live: set[ir.Node] = set()
     work = [v.producer() for v in graph.outputs]
@@ -58,11 +77,16 @@ def _sweep(graph: ir.Graph) -> int:
         if node is None or node in live or node.graph is not graph:
             continue
         live.add(node)
-        reads = list(node.inputs)
-        for sub in node_subgraphs(node):
-            removed += _sweep(sub)
-            reads.extend(_reads(sub))
-        work.extend(v.producer() for v in reads if v is not None)
+        kept.domains.add(node.domain)
+        reads = node.inputs
+        if node.attributes.data:  # most nodes have none: no subgraph to look for
+            reads = list(reads)
+            for sub in node_subgraphs(node):
+                removed += _sweep(sub, kept)
+                reads.extend(_reads(sub))
+        for value in reads:
+            if value is not None:
+                work.append(value.producer())
     dead = [node for node in graph if node not in live]
     remove_nodes(graph, dead)
     return removed + len(dead)
@@ -77,9 +101,9 @@ def _reads(graph: ir.Graph) -> Iterator[ir.Value | None]:
             yield from _reads(sub)
 
 
-def _remove_initializers(model: ir.Model) -> int:
+def _remove_initializers(graphs: list[ir.Graph]) -> int:
     removed = 0
-    for graph in all_graphs(model, functions=False):
+    for graph in graphs:
         for name, value in list(graph.initializers.items()):
             if not value.uses() and not value.is_graph_input() and not value.is_graph_output():
                 del graph.initializers[name]
@@ -111,12 +135,12 @@ def _drop_unused_imports(graph: ir.Graph, used: set[str]) -> int:
     return len(unused)
 
 
-def _remove_opsets(model: ir.Model) -> int:
+def _remove_opsets(model: ir.Model, in_main: set[str], in_functions: dict[ir.OperatorIdentifier, set[str]]) -> int:
+    """Drops the imports no node uses; ``in_main`` and ``in_functions`` hold the domains the nodes use."""
     removed = 0
     used_anywhere: set[str] = set()
-    for function in model.functions.values():
-        in_function = {node.domain for node in all_nodes(function.graph)}
-        removed += _drop_unused_imports(function.graph, in_function)
-        used_anywhere |= in_function | {function.domain}
-    used_anywhere |= {node.domain for node in all_nodes(model.graph)}
+    for key, function in model.functions.items():
+        removed += _drop_unused_imports(function.graph, in_functions[key])
+        used_anywhere |= in_functions[key] | {function.domain}
+    used_anywhere |= in_main
     return removed + _drop_unused_imports(model.graph, used_anywhere)
