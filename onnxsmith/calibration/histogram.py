@@ -19,10 +19,7 @@ by whole bins and never coarsens, or rebinning, which smears counts):
 Memory is O(max_bins) per histogram whatever the number of values; updates process large
 arrays in blocks so the temporary float64 copies stay small. Between ``max_bins / 2`` and
 ``max_bins`` bins are in use once the data has some spread. Non-finite values (NaN, +-inf) are
-not binned; observers count them separately. Exact zeros are binned (in bin 0) *and* counted in
-``zeros``: they are exactly representable by any quantizer whose range holds zero, so a
-calibrator that weighs quantization error may leave them out (see
-:mod:`onnxsmith.calibration.entropy`).
+not binned; observers count them separately.
 """
 
 from __future__ import annotations
@@ -78,7 +75,6 @@ class Histogram:
         counts: Counts per bin (int64).
         min: Smallest finite value seen (``inf`` while empty).
         max: Largest finite value seen (``-inf`` while empty).
-        zeros: How many of the counted values are exactly zero (all in bin 0).
     """
 
     max_bins: int = DEFAULT_MAX_BINS
@@ -87,7 +83,6 @@ class Histogram:
     counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     min: float = math.inf
     max: float = -math.inf
-    zeros: int = 0
 
     def __post_init__(self) -> None:
         if self.max_bins < 2:
@@ -139,16 +134,15 @@ class Histogram:
         other._coarsen(self.exponent)
         offset = other.start - self.start
         self.counts[offset:offset + len(other.counts)] += other.counts
-        self.zeros += other.zeros
 
     def copy(self) -> Histogram:
-        return Histogram(self.max_bins, self.exponent, self.start, self.counts.copy(), self.min, self.max, self.zeros)
+        return Histogram(self.max_bins, self.exponent, self.start, self.counts.copy(), self.min, self.max)
 
     def coarsened(self, max_bins: int) -> Histogram:
         """A copy with at most ``max_bins`` bins (bins merged exactly), or ``self`` if it has fewer."""
         if max_bins >= self.max_bins or self.total == 0:
             return self
-        coarse = Histogram(max_bins, self.exponent, self.start, self.counts.copy(), self.min, self.max, self.zeros)
+        coarse = Histogram(max_bins, self.exponent, self.start, self.counts.copy(), self.min, self.max)
         coarse._coarsen(required_exponent(self.min, self.max, max_bins))
         return coarse
 
@@ -189,8 +183,6 @@ class Histogram:
         np.floor(scaled, out=scaled)
         np.subtract(scaled, self.start, out=scaled)
         self.counts += np.bincount(scaled.astype(np.int64), minlength=len(self.counts))
-        if low <= 0.0 <= high:
-            self.zeros += int(block.size - np.count_nonzero(block))
 
     def _grow(self, lo: float, hi: float, at_least: int) -> None:
         """Widens the stored bins to cover ``[lo, hi]``, coarsening as the bin budget requires."""

@@ -147,8 +147,10 @@ def test_entropy_bin_logic_matches_the_reference_algorithm():
 
 def test_entropy_clips_the_outlier_but_not_the_bulk(gaussian_with_outlier):
     lo, hi = _range(Entropy(), gaussian_with_outlier)
-    assert lo == -hi  # both signs: a symmetric window
+    assert lo == max(-hi, float(gaussian_with_outlier.min()))  # the window [-T, T] cut to the data
     assert 2.5 < hi < 10.0
+    lo, hi = _range(Entropy(symmetric=True), gaussian_with_outlier)
+    assert lo == -hi and 2.5 < hi < 10.0
 
 
 def test_entropy_of_one_signed_data_uses_a_one_sided_window():
@@ -160,7 +162,7 @@ def test_entropy_of_one_signed_data_uses_a_one_sided_window():
 
 def test_entropy_ignores_exact_zeros():
     # A ReLU output: half its values are exact zeros, which every range holding zero represents
-    # exactly. Counted in bin 0 they pulled the threshold in to [0, 2.1] on data reaching 4.7.
+    # exactly. Left in bin 0 they pulled the threshold in to [0, 2.1] on data reaching 4.7.
     positive = np.abs(np.random.default_rng(6).standard_normal(100_000))
     relu = np.concatenate([positive, np.zeros(100_000)])
     lo, hi = _range(Entropy(), relu)

@@ -1,4 +1,4 @@
-"""The vectorised KL search equals the per-window reference (:func:`window_divergence`)."""
+"""Entropy calibration: the vectorised KL search equals the per-window reference, and the windows searched."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onnxsmith.calibration.entropy import first_minimum, window_divergence, window_divergences
+from onnxsmith.calibration.entropy import entropy_range, first_minimum, window_divergence, window_divergences
+from onnxsmith.calibration.histogram import Histogram
 
 
 def _reference(counts: np.ndarray, begins: np.ndarray, ends: np.ndarray, nq: int) -> np.ndarray:
@@ -89,3 +90,62 @@ def test_windows_of_one_bin_or_odd_level_counts(nq):
     begins, ends = np.array([4, 3, 2, 0]), np.array([5, 6, 7, 9])
     keep = ends - begins >= nq
     _assert_same(counts, begins[keep], ends[keep], nq)
+
+
+# -- the windows searched ---------------------------------------------------------------------------
+
+def _brute_force(hist: Histogram, nq: int, symmetric: bool) -> float:
+    """The threshold by the module docstring's rules, one window at a time."""
+    hist = hist.including_zero()
+    half = max(-hist.start, hist.start + len(hist.counts))
+    layout = np.zeros(2 * half)
+    first = half + hist.start
+    layout[first:first + len(hist.counts)] = hist.counts
+    layout[half - 1:half + 1] = 0.0  # |x| < w
+    low, high = min(first, half), max(first + len(hist.counts), half)
+    best = (np.inf, 0)
+    for i in range(1, half + 1):
+        begin, end = (half - i, half + i) if symmetric else (max(half - i, low), min(half + i, high))
+        if end - begin >= nq:
+            best = min(best, (window_divergence(layout, begin, end, nq), i))
+    return best[1] * hist.width
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("data", ["gelu-like", "relu", "negative", "two-sided"])
+def test_entropy_range_searches_the_windows_the_quantizer_uses(data, symmetric):
+    rng = np.random.default_rng(7)
+    z = rng.standard_normal(20_000)
+    x = {"gelu-like": np.where(z > 0, z, -0.17 * np.abs(np.sin(z))),  # bulk above a small negative floor
+         "relu": np.maximum(z, 0), "negative": -np.abs(z), "two-sided": z * 3.0}[data]
+    x[:4] = [9.0, 12.0, 7.5, x.min() * 1.5]  # a few outliers to clip
+    hist = Histogram(512)
+    hist.update(x.astype(np.float32))
+    t = _brute_force(hist, 32, symmetric)
+    assert entropy_range(hist, num_quantized_bins=32, max_candidates=10**6, symmetric=symmetric) == (-t, t)
+
+
+def test_values_in_the_first_bin_do_not_pull_the_threshold_in():
+    # A masked softmax floored at row max - 60 leaves the masked weights at ~1e-27, not 0: with
+    # exact zeros they form the spike in bin 0 that made KL pick the narrowest window
+    rng = np.random.default_rng(8)
+    weights = np.abs(rng.standard_normal(100_000)).astype(np.float32) / 5
+    ranges = []
+    for filler in (None, 0.0, 1e-27):
+        hist = Histogram(8192)
+        hist.update(weights if filler is None else np.concatenate([weights, np.full(300_000, filler, np.float32)]))
+        ranges.append(entropy_range(hist))
+        if filler is not None:  # the spike kept in: the threshold falls under the 90th percentile
+            hist = hist.including_zero()
+            counts = hist.counts.astype(np.float64)
+            widths = np.arange(256, len(counts) + 1, 8)
+            kept = window_divergences(counts, np.zeros_like(widths), widths, 256)
+            assert widths[first_minimum(kept)] * hist.width < np.percentile(weights, 90)
+    assert ranges[0] == ranges[1] == ranges[2]
+    assert ranges[0][1] > np.percentile(weights, 99)
+
+
+def test_data_inside_the_first_bin_keeps_its_range():
+    hist = Histogram(64)
+    hist.update(np.array([0.0, 1e-30, -1e-30, 0.0], np.float32))
+    assert entropy_range(hist) == (hist.min, hist.max)

@@ -18,8 +18,7 @@ def _built(parts, max_bins: int = 256) -> Histogram:
 
 
 def _same(a: Histogram, b: Histogram) -> bool:
-    return (a.exponent, a.start, a.min, a.max, a.zeros) == (b.exponent, b.start, b.min, b.max, b.zeros) and np.array_equal(
-        a.counts, b.counts)
+    return (a.exponent, a.start, a.min, a.max) == (b.exponent, b.start, b.min, b.max) and np.array_equal(a.counts, b.counts)
 
 
 @st.composite
@@ -28,7 +27,7 @@ def _split_data(draw):
     n = draw(st.integers(1, 400))
     seed = draw(st.integers(0, 2**32 - 1))
     data = (np.random.default_rng(seed).standard_normal(n) * scale).astype(np.float32)
-    data[::draw(st.integers(2, 7))] = 0.0  # exact zeros, counted apart
+    data[::draw(st.integers(2, 7))] = 0.0  # exact zeros
     cuts = sorted(draw(st.lists(st.integers(0, n), max_size=6)))
     return data, np.split(data, cuts)
 
@@ -47,7 +46,6 @@ def test_streaming_in_any_order_and_merging_equal_one_batch(split, random):
         merged.merge(_built([part]))
     assert _same(merged, whole)
     assert whole.total == data.size
-    assert merged.zeros == whole.zeros == int(np.count_nonzero(data == 0))
 
 
 def test_range_growing_by_orders_of_magnitude_stays_exact():
