@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterator
 from operator import attrgetter
 
+import numpy as np
 import onnx_ir as ir
 
 from onnxsmith.ir._gc import gc_paused
@@ -33,6 +34,8 @@ def _itemsizes() -> dict[int, float]:
 
 #: Bytes per element by ``TensorProto.data_type`` (fractional for sub-byte types).
 _ITEMSIZE_BY_CODE = _itemsizes()
+#: The same by ``ir.DataType``.
+_ITEMSIZE_BY_DTYPE = {ir.DataType(code): size for code, size in _ITEMSIZE_BY_CODE.items()}
 
 
 def node_subgraphs(node: ir.Node) -> list[ir.Graph]:
@@ -137,6 +140,13 @@ def nbytes(tensor: ir.TensorProtocol) -> int:
         itemsize = _ITEMSIZE_BY_CODE.get(raw.data_type)
         if itemsize is not None:  # the common case, without building the tensor's DataType
             return math.ceil(itemsize * math.prod(raw.dims))
+    elif type(tensor) is ir.Tensor:
+        array = tensor.raw
+        # An array of the tensor's own shape and item size (not a packed or unpacked sub-byte
+        # type) holds exactly the tensor's bytes; TensorBase.nbytes would build a Shape array.
+        if type(array) is np.ndarray and array.dtype.itemsize == _ITEMSIZE_BY_DTYPE.get(tensor.dtype) \
+                and array.shape == tensor.shape.dims:
+            return array.nbytes
     if tensor.dtype == ir.DataType.STRING:
         return sum(len(s if isinstance(s, bytes) else str(s).encode()) for s in tensor.numpy().flat)
     if type(tensor) is ir.TensorProtoTensor:
