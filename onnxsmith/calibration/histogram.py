@@ -17,7 +17,8 @@ by whole bins and never coarsens, or rebinning, which smears counts):
   on parts of the data gives *identical* counts. Streaming calibration equals batch calibration.
 
 Memory is O(max_bins) per histogram whatever the number of values; updates process large
-arrays in blocks so the temporary float64 copies stay small. Between ``max_bins / 2`` and
+arrays in blocks so the temporary copies stay small (float32 data is scaled in float32 while the
+bin width is at most 1, exactly as in float64). Between ``max_bins / 2`` and
 ``max_bins`` bins are in use once the data has some spread. Non-finite values (NaN, +-inf) are
 not binned; observers count them separately.
 """
@@ -39,6 +40,8 @@ MIN_EXPONENT = -149
 _INDEX_BITS = 52
 #: Values binned per numpy call (bounds temporaries to a few MiB).
 _BLOCK = 1 << 18
+#: float32 holds the scale ``2 ** -exponent`` up to this exponent of two (its largest is 2**127).
+_FLOAT32_SCALE_BITS = 127
 
 
 def _bin_index(x: float | np.ndarray, exponent: int) -> np.ndarray:
@@ -178,11 +181,17 @@ class Histogram:
 
     def _add_block(self, block: np.ndarray, low: float, high: float) -> None:
         self._grow(min(self.min, low), max(self.max, high), self.exponent)
-        scaled = block.astype(np.float64)  # x / w, in place: exact, w is a power of two
-        np.multiply(scaled, math.ldexp(1.0, -self.exponent), out=scaled)
+        if block.dtype == np.float32 and -_FLOAT32_SCALE_BITS <= self.exponent <= 0:
+            # x / w in float32 is exact too: a power-of-two scale of at least 1 cannot underflow,
+            # and |x| / w < 2**52 is far below float32's largest value (half the bytes to move)
+            scaled = np.multiply(block, np.float32(math.ldexp(1.0, -self.exponent)))
+        else:
+            scaled = block.astype(np.float64)  # x / w, in place: exact, w is a power of two
+            np.multiply(scaled, math.ldexp(1.0, -self.exponent), out=scaled)
         np.floor(scaled, out=scaled)
-        np.subtract(scaled, self.start, out=scaled)
-        self.counts += np.bincount(scaled.astype(np.int64), minlength=len(self.counts))
+        index = scaled.astype(np.int64)
+        index -= self.start
+        self.counts += np.bincount(index, minlength=len(self.counts))
 
     def _grow(self, lo: float, hi: float, at_least: int) -> None:
         """Widens the stored bins to cover ``[lo, hi]``, coarsening as the bin budget requires."""

@@ -101,3 +101,28 @@ def test_mismatched_budgets_do_not_merge():
         Histogram(64).merge(_built([np.ones(3, np.float32)], 128))
     with pytest.raises(ValueError, match="at least 2 bins"):
         Histogram(1)
+
+
+@st.composite
+def _float32_data(draw):
+    """float32 values at any scale, with bin-edge values, subnormals and tiny negatives."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    scale = draw(st.sampled_from([1e-40, 1e-20, 1e-3, 1.0, 300.0, 1e6, 1e30]))
+    data = (rng.standard_normal(draw(st.integers(1, 3000))) * scale).astype(np.float32)
+    extras = np.array([draw(st.sampled_from([0.0, -0.0, 1e-45, -1e-45, -1e-40, 2.0**-20, -(2.0**-20), 0.75, -3.0]))
+                       for _ in range(draw(st.integers(0, 6)))], np.float32)
+    return np.concatenate([data, extras])
+
+
+@settings(max_examples=80, deadline=None)
+@given(_float32_data(), st.sampled_from([64, 4096, 8192]))
+def test_float32_values_fall_in_the_bins_float64_puts_them_in(data, max_bins):
+    # float32 data is scaled in float32 while the bin width is at most 1, float64 data in float64
+    assert _same(_built([data], max_bins), _built([data.astype(np.float64)], max_bins))
+
+
+@pytest.mark.parametrize("high", [0.5, 100.0])  # bin width below 1 (float32 path) and 2 (float64 path)
+def test_negative_subnormals_stay_below_zero(high):
+    # -1e-45 / 2 rounds to -0.0 in float32, which would land in bin 0
+    h = _built([np.array([-1e-45, high, 0.25], np.float32)], 64)
+    assert h.start == -1 and h.counts[0] == 1
