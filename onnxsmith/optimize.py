@@ -89,7 +89,7 @@ def check_output_path(input_path: str | os.PathLike, output_path: str | os.PathL
 
 def _external_files(model: ir.Model) -> set[Path]:
     """The external data files the model's initializers read (resolved)."""
-    return {Path(v.const_value.path).resolve() for graph in all_graphs(model) for v in graph.initializers.values()
+    return {Path(v.const_value.path).resolve() for graph in all_graphs(model) for v in graph.initializers.data.values()
             if isinstance(v.const_value, ir.ExternalTensor)}
 
 

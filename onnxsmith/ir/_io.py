@@ -109,7 +109,7 @@ def _detach_from_proto(model: ir.Model) -> None:
     (``DETACH_MIN_BYTES``) for the retained proto to matter.
     """
     for graph in model_graphs(model):
-        for value in graph.initializers.values():
+        for value in graph.initializers.data.values():
             if value.const_value is not None:
                 value.const_value = _in_memory(value.const_value)
     for node in _all_nodes(model):
@@ -272,7 +272,7 @@ def _serialize(model: ir.Model, staging: Path, data_name: str | None, threshold:
 @contextlib.contextmanager
 def _initializers_restored(model: ir.Model) -> Iterator[list[tuple[ir.Value, ir.TensorProtocol | None]]]:
     """Puts every initializer's tensor back on exit (writing external data swaps them)."""
-    originals = [(value, value.const_value) for graph in model_graphs(model) for value in graph.initializers.values()]
+    originals = [(value, value.const_value) for graph in model_graphs(model) for value in graph.initializers.data.values()]
     try:
         yield originals
     finally:
@@ -300,7 +300,7 @@ def _all_nodes(model: ir.Model) -> Iterator[ir.Node]:
 def _all_tensors(model: ir.Model) -> Iterator[ir.TensorProtocol]:
     """Initializer and attribute tensors, everywhere in the model."""
     for graph in model_graphs(model):
-        for value in graph.initializers.values():
+        for value in graph.initializers.data.values():
             if value.const_value is not None:
                 yield value.const_value
     for node in _all_nodes(model):
@@ -348,7 +348,7 @@ def _reading(model: ir.Model, file: Path) -> list[tuple[ir.Value | ir.Node, ir.T
     if not file.exists():
         return []
     found: list[tuple[ir.Value | ir.Node, ir.TensorProtocol | ir.Attr]] = [
-        (value, value.const_value) for graph in model_graphs(model) for value in graph.initializers.values()
+        (value, value.const_value) for graph in model_graphs(model) for value in graph.initializers.data.values()
         if _reads(value.const_value, file)]
     for node in _all_nodes(model):
         found.extend((node, attr) for attr in node.attributes.values()

@@ -144,7 +144,7 @@ def sparse_detached(model: ir.Model) -> Iterator[Detached]:
     """
     detached: Detached = {}
     for graph in model_graphs(model):
-        for name, value in list(graph.initializers.items()):
+        for name, value in list(graph.initializers.data.items()):
             source = value.meta.get(SPARSE_META_KEY)
             if source is not None and source.tensor is value.const_value:
                 graph.initializers.pop(name)

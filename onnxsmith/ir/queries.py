@@ -127,7 +127,7 @@ def initializer_bytes(graph: ir.Graph) -> int:
 
 def _tensors(model: ir.Model) -> Iterator[ir.TensorProtocol]:
     for graph in all_graphs(model):
-        for value in graph.initializers.values():
+        for value in graph.initializers.data.values():
             if value.const_value is not None:
                 yield value.const_value
 

@@ -64,7 +64,7 @@ def _inference_proto(model: ir.Model) -> onnx.ModelProto:
         into.name = graph.name
     inputs, small = list(graph.inputs), []
     input_ids = {id(v) for v in inputs}
-    for value in graph.initializers.values():
+    for value in graph.initializers.data.values():
         tensor = value.const_value
         if tensor is not None and _nbytes(tensor) <= _DATA_LIMIT_BYTES:
             small.append(value)

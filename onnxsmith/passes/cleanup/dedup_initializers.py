@@ -90,7 +90,7 @@ class DedupInitializers(Pass):
 def _candidate_groups(graph: ir.Graph, max_size: int) -> list[list[ir.Value]]:
     """Initializers that could have a twin, grouped by (dtype, shape), from headers only."""
     groups: dict[tuple, list[ir.Value]] = {}
-    for value in graph.initializers.values():
+    for value in graph.initializers.data.values():
         tensor = value.const_value
         if tensor is None or value.is_graph_input() or value.is_graph_output():
             continue

@@ -104,7 +104,7 @@ def _reads(graph: ir.Graph) -> Iterator[ir.Value | None]:
 def _remove_initializers(graphs: list[ir.Graph]) -> int:
     removed = 0
     for graph in graphs:
-        for name, value in list(graph.initializers.items()):
+        for name, value in list(graph.initializers.data.items()):
             if not value.uses() and not value.is_graph_input() and not value.is_graph_output():
                 del graph.initializers[name]
                 removed += 1

@@ -44,7 +44,7 @@ def is_sorted(graph: ir.Graph) -> bool:
 def _defines_before_use(graph: ir.Graph, defined: set[int]) -> bool:
     # One set for all scopes: an inner value is never a legal input of an outer node anyway.
     defined.update(id(v) for v in graph.inputs)
-    defined.update(id(v) for v in graph.initializers.values())
+    defined.update(id(v) for v in graph.initializers.data.values())
     for node in graph:
         for value in node.inputs:
             if value is not None and id(value) not in defined and value.producer() is not None:
