@@ -27,7 +27,7 @@ from onnxsmith.calibration.observers import MinMaxObserver
 from onnxsmith.calibration.ranges import Ranges
 from onnxsmith.calibration.readers import open_data
 from onnxsmith.calibration.records import Observed, RangeRecord
-from onnxsmith.calibration.select import QUANTIZABLE_OP_TYPES, check_values, select_values
+from onnxsmith.calibration.select import QUANTIZABLE_OP_TYPES, check_values, rearranged_values, select_values
 from onnxsmith.calibration.validate import BatchPolicy, SampleValidator
 from onnxsmith.errors import OnnxsmithError
 
@@ -94,16 +94,24 @@ def calibrate(model: ir.Model, data: Any, *, calibrator: str | Calibrator = "min
                              "pass values=[...] or op_types=None to calibrate every float activation")
     source = open_data(data)
     validator = SampleValidator(model, batch=batch, batch_size=batch_size)
-    observers = {name: calib.observer() for name in names}
+    # A Reshape/Transpose/... of a calibrated value holds its elements: one per-tensor observer serves both.
+    per_channel_ranges = isinstance(calib, MinMax) and calib.axis is not None
+    same = {} if per_channel_ranges else rearranged_values(model, names)
+    observers = {name: calib.observer() for name in names if name not in same}
     stats = collect(model, source, observers, validator=validator, max_outputs_per_run=max_outputs_per_run,
                     memory_budget_mb=memory_budget_mb, threads=threads, progress=progress)
     identities = value_identities(model)
     skipped = set(stats.skipped)
     records = {}
-    for name, observer in observers.items():
-        if name in skipped:
+    computed: dict[str, tuple[Any, Any]] = {}
+    for name in names:
+        root = same.get(name, name)
+        if root in skipped:
             continue
-        low, high = calib.compute(observer)
+        observer = observers[root]
+        if root not in computed:
+            computed[root] = calib.compute(observer)
+        low, high = computed[root]
         finite = observer.count > observer.nonfinite
         records[name] = RangeRecord(
             min=_listed(low), max=_listed(high),

@@ -17,7 +17,8 @@ from onnxsmith.calibration.identity import constant_values
 from onnxsmith.errors import OnnxsmithError, closest
 from onnxsmith.ir.queries import op_key
 
-__all__ = ["FLOAT_TYPES", "QUANTIZABLE_OP_TYPES", "check_values", "select_values"]
+__all__ = ["FLOAT_TYPES", "QUANTIZABLE_OP_TYPES", "REARRANGING_OP_TYPES", "check_values", "rearranged_values",
+           "select_values"]
 
 #: Ops with quantized forms in onnxruntime: the QDQ registry of onnxruntime.quantization plus the
 #: QLinear* element-wise, pooling and activation kernels.
@@ -30,6 +31,9 @@ QUANTIZABLE_OP_TYPES: frozenset[str] = frozenset({
     "Gather", "GatherElements", "TopK", "CumSum",
     "InstanceNormalization", "LayerNormalization", "BatchNormalization",
 })
+
+#: Ops whose output holds exactly the elements of their first input, rearranged.
+REARRANGING_OP_TYPES: frozenset[str] = frozenset({"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
 
 #: Element types a range is computed for.
 FLOAT_TYPES: frozenset[ir.DataType] = frozenset({
@@ -95,3 +99,28 @@ def check_values(model: ir.Model, names: Iterable[str]) -> list[str]:
                                  "only float activations are calibrated")
         out.append(name)
     return out
+
+
+def rearranged_values(model: ir.Model, names: Iterable[str]) -> dict[str, str]:
+    """Values of ``names`` that only rearrange another value of ``names``, each with that value's name.
+
+    A value qualifies when it comes out of a chain of :data:`REARRANGING_OP_TYPES` (default
+    domain) from a value of ``names`` (the topmost such value is named): in every run it holds
+    the same elements, so any per-tensor summary of it (extremes, histogram, counts) is the other
+    value's. A per-channel summary is not: the channel axis moves.
+    """
+    producers: dict[str, str] = {}
+    for node in model.graph:
+        if node.op_type in REARRANGING_OP_TYPES and node.domain in ("", "ai.onnx") and node.inputs and node.inputs[0]:
+            producers[node.outputs[0].name] = node.inputs[0].name
+    wanted = set(names)
+    found: dict[str, str] = {}
+    for name in wanted:
+        root, current = name, producers.get(name)
+        while current is not None:
+            if current in wanted:
+                root = current
+            current = producers.get(current)
+        if root != name:
+            found[name] = root
+    return found
