@@ -193,7 +193,9 @@ def _optimize_parser() -> _Parser:
     quant.add_argument("--calib-data", metavar="PATH",
                        help="calibration samples (.npz/.npy file or directory) to compute activation ranges")
     quant.add_argument("--calibrator", choices=sorted(CALIBRATORS), default=None,
-                       help="how ranges are computed from the samples (default: minmax)")
+                       help="how ranges are computed from the samples (default: minmax); entropy and percentile "
+                            "clip rare large values whatever their effect, which costs accuracy on transformer "
+                            "models (outlier channels): prefer minmax or mse there, and check with quant-report")
     quant.add_argument("--ranges", metavar="FILE", help="use these activation ranges (a ranges.json) instead")
     quant.add_argument("--save-ranges", metavar="FILE", help="write the ranges the pipeline used to a ranges.json")
     _common(parser, load=True)

@@ -14,6 +14,9 @@ first rule that holds decides:
    with one scale per output channel.
 4. **smoothquant** — the data input of a MatMul/Gemm whose largest channel maximum is at least
    ``outlier_ratio`` times the median channel maximum: migrate the outliers into the weights.
+   When the range cuts those channels off (values beyond it by more than a step), **recalibrate**
+   first: such outliers are rare but systematic (transformer LayerNorm and GELU outputs), which
+   is what a clipping calibrator (entropy, percentile) drops; minmax or mse keep them.
 5. **int16** — a long tail: the largest ``|x|`` is at least ``long_tail_ratio`` times the
    typical ``|x|``, so an 8-bit step is coarse for most values; 16-bit activations (A16W8).
 6. **exclude** — nothing cheaper explains the error.
@@ -75,6 +78,16 @@ def _absurd(row: TensorReport, rules: RemedyRules) -> Remedy | None:
     return None
 
 
+def _cut_off(row: TensorReport) -> float | None:
+    """The observed end that lies more than one step outside the representable range, if any."""
+    (lo, hi), (seen_lo, seen_hi), step = row.representable, row.observed, row.scale[1]
+    if seen_hi > hi + step:
+        return seen_hi
+    if seen_lo < lo - step:
+        return seen_lo
+    return None
+
+
 def suggest_remedy(row: TensorReport, rules: RemedyRules = RemedyRules()) -> Remedy | None:
     """The remedy for one tensor, or None when its error is acceptable."""
     if row.effective_sqnr_db >= rules.acceptable_db:
@@ -92,6 +105,13 @@ def suggest_remedy(row: TensorReport, rules: RemedyRules = RemedyRules()) -> Rem
                                      f"{row.sqnr_db:.1f} dB")
     outliers = row.channel_outlier_ratio
     if outliers is not None and outliers >= rules.outlier_ratio:
+        cut = _cut_off(row)
+        if cut is not None:
+            return Remedy("recalibrate", f"the largest channel maximum is {_g(outliers)}x the median one and the range "
+                                         f"[{_g(row.representable[0])}, {_g(row.representable[1])}] cuts these "
+                                         f"outlier channels off (values reach {_g(cut)}): rare but systematic, they "
+                                         "are what a clipping calibrator (entropy, percentile) drops; calibrate with "
+                                         "minmax or mse, or migrate them into the weights (SmoothQuant)")
         return Remedy("smoothquant", f"the largest channel maximum is {_g(outliers)}x the median one (outlier "
                                      "channels into a MatMul): migrate them into the weights (SmoothQuant)")
     peak = max(abs(row.observed[0]), abs(row.observed[1]))

@@ -119,6 +119,8 @@ _BASE = TensorReport(
     ({"clip_fraction": 0.02}, "recalibrate"),
     ({"kind": "weight", "per_channel_sqnr_db": 38.0}, "per-channel"),
     ({"channel_outlier_ratio": 30.0}, "smoothquant"),
+    ({"channel_outlier_ratio": 30.0, "observed": (-3.0, 40.0)}, "recalibrate"),  # the range cuts them off
+    ({"channel_outlier_ratio": 30.0, "observed": (-12.85, 3.0)}, "smoothquant"),  # within a step: not cut
     ({"observed": (-1.0, 80.0)}, "int16"),
     ({}, "exclude"),
 ])
