@@ -12,7 +12,8 @@ from collections.abc import Iterator
 
 import onnx_ir as ir
 
-__all__ = ["all_graphs", "detach_subgraphs", "drop_unused_initializers", "node_subgraphs", "remove_nodes", "with_subgraphs"]
+__all__ = ["Discarded", "all_graphs", "detach_subgraphs", "drop_unused_initializers", "node_subgraphs", "remove_nodes",
+           "with_subgraphs"]
 
 def node_subgraphs(node: ir.Node) -> list[ir.Graph]:
     """The graphs held by the node's attributes (If branches, Loop/Scan bodies)."""
@@ -63,6 +64,44 @@ def remove_nodes(graph: ir.Graph, nodes: list[ir.Node]) -> None:
     for node in nodes:
         detach_subgraphs(node)
     graph.remove(nodes, safe=True)
+
+
+class Discarded:
+    """Nodes a pass took out of use, removed from their graphs later in one call per graph.
+
+    ``add`` releases the node's inputs (and those its subgraphs read) at once, so every later
+    decision of the pass counts uses as if the node were gone; the node itself stays in its graph
+    until ``remove``, which removes each graph's nodes with one ``Graph.remove(nodes, safe=True)``
+    (onnx_ir builds a set of the graph's outputs through a Python sequence view on every call, so
+    one call per node costs several microseconds more). The removal checks, as one call per node
+    would, that nothing reads the nodes' outputs and that none is a graph output.
+    """
+
+    def __init__(self) -> None:
+        self._by_graph: dict[int, tuple[ir.Graph, list[ir.Node]]] = {}
+        self._nodes: set[ir.Node] = set()
+
+    def __contains__(self, node: ir.Node) -> bool:
+        return node in self._nodes
+
+    def add(self, node: ir.Node) -> None:
+        """Takes the node out of use; it must belong to a graph and its outputs be unused."""
+        graph = node.graph
+        assert graph is not None, "a discarded node must belong to a graph"
+        detach_subgraphs(node)
+        for i in range(len(node.inputs)):
+            node.replace_input_with(i, None)
+        self._by_graph.setdefault(id(graph), (graph, []))[1].append(node)
+        self._nodes.add(node)
+
+    def remove(self, graph: ir.Graph | None = None) -> None:
+        """Removes the discarded nodes of ``graph`` (of every graph when None) from their graphs."""
+        keys = list(self._by_graph) if graph is None else [id(graph)]
+        for key in keys:
+            owner, nodes = self._by_graph.pop(key, (None, []))
+            if nodes:
+                owner.remove(nodes, safe=True)
+                self._nodes.difference_update(nodes)
 
 
 def drop_unused_initializers(values: list[ir.Value | None]) -> list[ir.Value]:

@@ -25,7 +25,7 @@ import onnx_ir as ir
 
 from onnxsmith.passes.base import Pass, PassContext, PassResult
 from onnxsmith.passes.cleanup._constants import is_default_domain
-from onnxsmith.passes.cleanup._graphs import all_graphs, drop_unused_initializers
+from onnxsmith.passes.cleanup._graphs import Discarded, all_graphs, drop_unused_initializers
 from onnxsmith.passes.cleanup._noop_rules import passthrough_input
 from onnxsmith.passes.cleanup._rewire import can_replace, replace_values
 from onnxsmith.passes.registry import register_pass
@@ -47,15 +47,17 @@ class EliminateNoops(Pass):
         removed: dict[str, int] = {}
         to_identity = orphans = 0
         default_opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
+        discarded = Discarded()  # removed from their graphs at the end
         for graph in list(all_graphs(model)):
             opset = graph.opset_imports.get("", default_opset)  # function bodies import their own
             work = deque(graph)
             while work:
                 node = work.popleft()
-                if node.graph is None:
-                    continue  # removed since it was queued
+                if node in discarded or node.graph is None:
+                    continue  # taken out since it was queued
                 operands = node.inputs
-                outcome, revisit = _eliminate(node.graph, node, opset)  # revisited readers may sit in subgraphs
+                # revisited readers may sit in subgraphs: node.graph, not graph
+                outcome, revisit = _eliminate(node.graph, node, opset, discarded)
                 if outcome is None:
                     continue
                 work.extendleft(revisit)
@@ -64,6 +66,7 @@ class EliminateNoops(Pass):
                     removed[node.op_type] = removed.get(node.op_type, 0) + 1
                 else:
                     to_identity += 1
+        discarded.remove()
         stats: dict[str, object] = {"removed_nodes": sum(removed.values())}
         if removed:
             stats["removed_by_op"] = dict(sorted(removed.items()))
@@ -74,8 +77,8 @@ class EliminateNoops(Pass):
         return PassResult(bool(removed) or bool(to_identity), stats)
 
 
-def _eliminate(graph: ir.Graph, node: ir.Node, opset: int) -> tuple[str | None, list[ir.Node]]:
-    """Removes ``node`` or turns it into an Identity when it is a no-op.
+def _eliminate(graph: ir.Graph, node: ir.Node, opset: int, discarded: Discarded) -> tuple[str | None, list[ir.Node]]:
+    """Removes ``node`` (into ``discarded``) or turns it into an Identity when it is a no-op.
 
     Returns:
         What was done ("removed", "identity" or None), and the nodes to look at again: the
@@ -92,18 +95,18 @@ def _eliminate(graph: ir.Graph, node: ir.Node, opset: int) -> tuple[str | None, 
     if can_replace([y], [x]):
         annotations = (x.type, x.shape)
         replace_values([y], [x])
-        graph.remove(node, safe=True)
+        discarded.add(node)
         if (x.type, x.shape) == annotations:
             return "removed", []
         related = [use.node for use in x.uses()]
         return "removed", related + ([x.producer()] if x.producer() is not None else [])
     if node.op_type == "Identity":
         return None, []
-    _replace_with_identity(graph, node, x)
+    _replace_with_identity(graph, node, x, discarded)
     return "identity", []
 
 
-def _replace_with_identity(graph: ir.Graph, node: ir.Node, x: ir.Value) -> None:
+def _replace_with_identity(graph: ir.Graph, node: ir.Node, x: ir.Value, discarded: Discarded) -> None:
     y = node.outputs[0]
     name = y.name
     y.name = None
@@ -111,4 +114,4 @@ def _replace_with_identity(graph: ir.Graph, node: ir.Node, x: ir.Value) -> None:
     identity = ir.Node("", "Identity", [x], outputs=[copy], name=node.name)
     graph.insert_before(node, identity)
     y.replace_all_uses_with(copy, replace_graph_outputs=True)
-    graph.remove(node, safe=True)
+    discarded.add(node)

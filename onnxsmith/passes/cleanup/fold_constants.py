@@ -38,7 +38,7 @@ from onnxsmith.passes.cleanup._constants import (
     tensor_nbytes,
 )
 from onnxsmith.passes.cleanup._evaluate import EvaluationError, evaluate
-from onnxsmith.passes.cleanup._graphs import drop_unused_initializers, node_subgraphs
+from onnxsmith.passes.cleanup._graphs import Discarded, drop_unused_initializers, node_subgraphs
 from onnxsmith.passes.cleanup._output_size import output_bytes
 from onnxsmith.passes.registry import register_pass
 
@@ -93,8 +93,8 @@ class _Folder:
         self.skip_ops = frozenset(options.skip_ops)
         self.ctx = ctx
         self.pass_name = pass_name
-        #: Nodes detached by ``_discard`` and not yet removed, by ``id`` of their graph.
-        self.discarded: dict[int, tuple[ir.Graph, list[ir.Node]]] = {}
+        #: Folded nodes and consumed Constants, removed at the end of each graph's loop.
+        self.discarded = Discarded()
         self.stats = {"folded_nodes": 0, "lifted_constants": 0, "net_bytes": 0, "removed_initializers": 0,
                       "removed_constant_nodes": 0, "kept_too_large": 0, "kept_unknown_size": 0,
                       "kept_unevaluable": 0}
@@ -110,29 +110,11 @@ class _Folder:
                     self.fold_graph(sub)
             if node.op_type != "Constant" and _worth_trying(node) and self._may_fold(node):
                 self._try_fold(graph, node)
-        self._remove_discarded(graph)
+        self.discarded.remove(graph)
         for node in list(graph):
             if node.op_type == "Constant" and is_default_domain(node) and node.graph is graph:
                 self._lift_constant(graph, node)
-        self._remove_discarded(graph)
-
-    def _discard(self, node: ir.Node) -> None:
-        """Detaches a node nothing reads any more; it leaves its graph in ``_remove_discarded``.
-
-        Its inputs are released at once (they may become unused: later decisions count uses);
-        removing nodes in one call per graph spares onnx_ir's per-call work (a set of the graph's
-        outputs, built through a Python sequence view, each time).
-        """
-        for i in range(len(node.inputs)):
-            node.replace_input_with(i, None)
-        graph = node.graph
-        assert graph is not None
-        self.discarded.setdefault(id(graph), (graph, []))[1].append(node)
-
-    def _remove_discarded(self, graph: ir.Graph) -> None:
-        _, nodes = self.discarded.pop(id(graph), (graph, []))
-        if nodes:
-            graph.remove(nodes, safe=True)
+        self.discarded.remove(graph)
 
     def _imports_for(self, node: ir.Node) -> dict[str, int]:
         """The opset imports a single-node model of ``node`` needs: ONNX and the node's domain."""
@@ -251,7 +233,7 @@ class _Folder:
             if producer is not None and producer.op_type == "Constant" and not value.uses() \
                     and not value.is_graph_output() and producer.graph is not None:
                 self.stats["net_bytes"] -= tensor_nbytes(tensor)
-                self._discard(producer)
+                self.discarded.add(producer)
                 self.stats["removed_constant_nodes"] += 1
 
     def _store(self, graph: ir.Graph, node: ir.Node, tensors: list[ir.TensorProtocol]) -> None:
@@ -265,7 +247,7 @@ class _Folder:
                            const_value=tensor)
             graph.register_initializer(new)
             old.replace_all_uses_with(new, replace_graph_outputs=True)
-        self._discard(node)
+        self.discarded.add(node)
 
 
 def _operands(node: ir.Node, tensors: list[ir.TensorProtocol | None]) -> dict[ir.Value, ir.TensorProtocol]:
