@@ -23,7 +23,7 @@ import onnx_ir as ir
 
 from onnxsmith.passes.base import Pass, PassContext, PassResult
 from onnxsmith.passes.cleanup._constants import is_default_domain, is_nondeterministic, string_items, tensor_nbytes
-from onnxsmith.passes.cleanup._graphs import node_subgraphs
+from onnxsmith.passes.cleanup._graphs import Discarded, node_subgraphs
 from onnxsmith.passes.cleanup._rewire import can_replace, replace_values
 from onnxsmith.passes.registry import register_pass
 
@@ -65,6 +65,7 @@ class CommonSubexpressionElimination(Pass):
         merger.walk(model.graph, {})
         for function in model.functions.values():
             merger.walk(function.graph, {})
+        merger.discarded.remove()
         return PassResult(merger.merged > 0, {"merged_nodes": merger.merged})
 
 
@@ -72,6 +73,7 @@ class _Merger:
     def __init__(self, options: CseOptions) -> None:
         self.options = options
         self.merged = 0
+        self.discarded = Discarded()  # merged nodes, removed from their graphs at the end
 
     def walk(self, graph: ir.Graph, table: Table) -> None:
         for node in list(graph):
@@ -86,7 +88,7 @@ class _Merger:
                 table[key] = node
             elif can_replace(node.outputs, original.outputs):
                 replace_values(node.outputs, original.outputs)
-                graph.remove(node, safe=True)
+                self.discarded.add(node)
                 self.merged += 1
 
     def _key(self, node: ir.Node) -> Hashable | None:
@@ -96,7 +98,7 @@ class _Merger:
         if not is_default_domain(node) and node.domain != "ai.onnx.ml" and not self.options.custom_domains:
             return None
         attrs = []
-        for name, attr in node.attributes.items():
+        for name, attr in node.attributes.data.items():  # the plain dict: the UserDict iterates slowly
             value = self._attr_key(attr)
             if value is None:
                 return None
