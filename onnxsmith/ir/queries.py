@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 from functools import partial
@@ -39,6 +40,8 @@ def _itemsizes() -> dict[int, float]:
 _ITEMSIZE_BY_CODE = _itemsizes()
 #: The same by ``ir.DataType``.
 _ITEMSIZE_BY_DTYPE = {ir.DataType(code): size for code, size in _ITEMSIZE_BY_CODE.items()}
+#: ``nbytes`` of the tensors read from files, while they live.
+_PROTO_TENSOR_BYTES: weakref.WeakKeyDictionary[ir.TensorProtoTensor, int] = weakref.WeakKeyDictionary()
 
 
 def node_subgraphs(node: ir.Node) -> list[ir.Graph]:
@@ -136,14 +139,20 @@ def nbytes(tensor: ir.TensorProtocol) -> int:
     """``tensor.nbytes``, computed without building a Shape for tensors still in their proto.
 
     ``TensorProtoTensor.shape`` makes a new ``Shape`` on every access, which dominates summing
-    the sizes of tens of thousands of initializers; the dims are read from the proto instead.
-    String tensors have no fixed item size: their size is the sum of their UTF-8 lengths.
+    the sizes of tens of thousands of initializers; the dims are read from the proto instead, once
+    per tensor (a tensor read from a file never changes its header; the pass manager's census sums
+    the same tensors after every pass). String tensors have no fixed item size: their size is the
+    sum of their UTF-8 lengths.
     """
     if type(tensor) is ir.TensorProtoTensor:
+        size = _PROTO_TENSOR_BYTES.get(tensor)
+        if size is not None:
+            return size
         raw = tensor.raw
         itemsize = _ITEMSIZE_BY_CODE.get(raw.data_type)
         if itemsize is not None:  # the common case, without building the tensor's DataType
-            return math.ceil(itemsize * math.prod(raw.dims))
+            size = _PROTO_TENSOR_BYTES[tensor] = math.ceil(itemsize * math.prod(raw.dims))
+            return size
     elif type(tensor) is ir.Tensor:
         array = tensor.raw
         # An array of the tensor's own shape and item size (not a packed or unpacked sub-byte

@@ -78,3 +78,24 @@ def test_census_counts_subgraphs_and_custom_domains(rich_proto, tmp_path):
 @given(models(max_nodes=10))
 def test_verified_census_matches_census(model):
     assert verified_census(model) == census(model)
+
+
+def test_nbytes_matches_the_tensor_and_forgets_tensors_that_die():
+    import gc
+
+    import numpy as np
+
+    from onnxsmith.ir import queries
+
+    proto = onnx.numpy_helper.from_array(np.zeros((3, 5), np.float16), "t")
+    tensor = ir.serde.TensorProtoTensor(proto)
+    assert queries.nbytes(tensor) == queries.nbytes(tensor) == tensor.nbytes == 30
+    assert tensor in queries._PROTO_TENSOR_BYTES
+    entries = len(queries._PROTO_TENSOR_BYTES)
+    del tensor
+    gc.collect()
+    assert len(queries._PROTO_TENSOR_BYTES) == entries - 1
+    for array in (np.zeros((2, 3), np.float32), np.zeros(0, np.int64), np.array(1.5)):
+        assert queries.nbytes(ir.Tensor(array)) == ir.Tensor(array).nbytes == array.nbytes
+    packed = ir.Tensor(np.zeros(7, np.uint8), dtype=ir.DataType.INT4)  # unpacked array, packed size
+    assert queries.nbytes(packed) == packed.nbytes == 4
