@@ -70,8 +70,9 @@ def _sweep(graph: ir.Graph, kept: _Live) -> int:
     kept.graphs.append(graph)
     removed = 0
     live: set[ir.Node] = set()
+    nodes = list(graph)
     work = [v.producer() for v in graph.outputs]
-    work.extend(node for node in graph if not node.outputs)
+    work.extend(node for node in nodes if not node.outputs)
     while work:
         node = work.pop()
         if node is None or node in live or node.graph is not graph:
@@ -87,7 +88,7 @@ def _sweep(graph: ir.Graph, kept: _Live) -> int:
         for value in reads:
             if value is not None:
                 work.append(value.producer())
-    dead = [node for node in graph if node not in live]
+    dead = [node for node in nodes if node not in live]
     remove_nodes(graph, dead)
     return removed + len(dead)
 
