@@ -40,7 +40,7 @@ from onnxsmith.errors import ModelInputError, OutputError, first_line
 from onnxsmith.ir._gc import gc_paused
 from onnxsmith.ir._proto_extras import deserialize, finish_proto, model_graphs, sparse_detached
 from onnxsmith.ir._validate import check_tensors, shown_path
-from onnxsmith.ir.queries import all_nodes, has_external_data, tensor_bytes
+from onnxsmith.ir.queries import all_nodes, nbytes
 
 __all__ = ["AUTO_EXTERNAL_BYTES", "EXTERNAL_THRESHOLD_BYTES", "PROTOBUF_LIMIT", "load", "load_proto_checked",
            "save"]
@@ -198,9 +198,10 @@ def save(
     """
     path = Path(path)
     folder = _output_folder(path)
-    total = tensor_bytes(model)
+    graphs = list(model_graphs(model))  # one walk for every step below
+    total, has_external = _initializer_totals(graphs)
     if external_data is None:
-        external_data = has_external_data(model) or total > AUTO_EXTERNAL_BYTES
+        external_data = has_external or total > AUTO_EXTERNAL_BYTES
     if not external_data and total > PROTOBUF_LIMIT:
         raise OutputError(f"model holds {total / 2**30:.1f} GiB of tensors, over the 2 GiB protobuf limit",
                           "save with external data")
@@ -213,8 +214,8 @@ def save(
         raise OutputError(f"cannot write in {shown_path(folder)}: {e.strerror}", "choose another output path") from e
     try:
         with gc_paused():
-            proto, fresh, inlined = _serialize(model, staging, data_name if external_data else None,
-                                               size_threshold_bytes)
+            proto, fresh, inlined = _serialize(model, graphs, staging, data_name if external_data else None,
+                                               size_threshold_bytes, has_external)
         (staging / path.name).write_bytes(proto)
         if any(isinstance(tensor, ir.ExternalTensor) for tensor in fresh.values()):
             os.replace(staging / data_name, data_path)
@@ -244,19 +245,26 @@ def _output_folder(path: Path) -> Path:
 _Swap = tuple[ir.Node, ir.Attr, ir.Attr]
 
 
-def _serialize(model: ir.Model, staging: Path, data_name: str | None, threshold: int,
-               ) -> tuple[bytes, dict[int, ir.TensorProtocol | None], list[_Swap]]:
+def _initializer_totals(graphs: list[ir.Graph]) -> tuple[int, bool]:
+    """Bytes of all initializers of ``graphs`` (from their headers) and whether any is external."""
+    tensors = [v.const_value for graph in graphs for v in graph.initializers.data.values() if v.const_value is not None]
+    return sum(map(nbytes, tensors)), any(isinstance(t, ir.ExternalTensor) for t in tensors)
+
+
+def _serialize(model: ir.Model, graphs: list[ir.Graph], staging: Path, data_name: str | None, threshold: int,
+               has_external: bool) -> tuple[bytes, dict[int, ir.TensorProtocol | None], list[_Swap]]:
     """The serialized model, with external data (if named) written into ``staging``.
 
-    Returns the protobuf bytes, the tensor each initializer held in the written model (by
-    ``id`` of its value) and the attributes whose external tensors were inlined.
+    ``graphs`` are the model's (``model_graphs``); ``has_external`` tells whether any initializer
+    is external. Returns the protobuf bytes, the tensor each initializer held in the written model
+    (by ``id`` of its value) and the attributes whose external tensors were inlined.
     """
-    with _initializers_restored(model) as originals, sparse_detached(model) as detached, \
+    with _initializers_restored(graphs) as originals, sparse_detached(model, graphs) as detached, \
             _attribute_tensors_inlined(model) as inlined:
         try:
             if data_name is not None:
                 ir.external_data.unload_from_model(model, staging, data_name, size_threshold_bytes=threshold)
-            else:
+            elif has_external:  # else there is nothing to load
                 ir.external_data.load_to_model(model)
             proto = ir.serde.serialize_model(model)
         except ValueError as e:  # e.g. onnx_ir refusing a hard-linked or invalidated data file
@@ -270,9 +278,9 @@ def _serialize(model: ir.Model, staging: Path, data_name: str | None, threshold:
 
 
 @contextlib.contextmanager
-def _initializers_restored(model: ir.Model) -> Iterator[list[tuple[ir.Value, ir.TensorProtocol | None]]]:
+def _initializers_restored(graphs: list[ir.Graph]) -> Iterator[list[tuple[ir.Value, ir.TensorProtocol | None]]]:
     """Puts every initializer's tensor back on exit (writing external data swaps them)."""
-    originals = [(value, value.const_value) for graph in model_graphs(model) for value in graph.initializers.data.values()]
+    originals = [(value, value.const_value) for graph in graphs for value in graph.initializers.data.values()]
     try:
         yield originals
     finally:
@@ -317,7 +325,9 @@ def _attribute_tensors_inlined(model: ir.Model) -> Iterator[list[_Swap]]:
     """
     swaps: list[_Swap] = []
     for node in _all_nodes(model):
-        for name, attr in list(node.attributes.items()):
+        if not node.attributes.data:  # most nodes have none
+            continue
+        for name, attr in list(node.attributes.data.items()):
             tensors = _attribute_tensors(attr)
             if not any(isinstance(t, ir.ExternalTensor) for t in tensors):
                 continue

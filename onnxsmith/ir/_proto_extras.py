@@ -136,25 +136,29 @@ def _copy(sparse: onnx.SparseTensorProto) -> onnx.SparseTensorProto:
 
 
 @contextlib.contextmanager
-def sparse_detached(model: ir.Model) -> Iterator[Detached]:
+def sparse_detached(model: ir.Model, graphs: Iterable[ir.Graph] | None = None) -> Iterator[Detached]:
     """Takes unchanged sparse initializers out of the model for the duration of the block.
 
     Inside the block the model serializes (and writes external data) without them; they are
     put back afterwards, whatever happens. Yields what was taken out, for ``finish_proto``.
+    ``graphs`` are the model's graphs (``model_graphs``) when the caller has them.
     """
     detached: Detached = {}
-    for graph in model_graphs(model):
+    taken: list[tuple[ir.Graph, ir.Value]] = []
+    for graph in model_graphs(model) if graphs is None else graphs:
         for name, value in list(graph.initializers.data.items()):
+            if not isinstance(value.const_value, ir.LazyTensor):
+                continue  # a sparse initializer holds its SparseSource's lazy tensor
             source = value.meta.get(SPARSE_META_KEY)
             if source is not None and source.tensor is value.const_value:
                 graph.initializers.pop(name)
                 detached.setdefault(id(graph), []).append((value, source))
+                taken.append((graph, value))
     try:
         yield detached
     finally:
-        for graph in model_graphs(model):
-            for value, _ in detached.get(id(graph), ()):
-                graph.register_initializer(value)
+        for graph, value in taken:
+            graph.register_initializer(value)
 
 
 def finish_proto(proto: onnx.ModelProto, model: ir.Model, detached: Detached) -> None:
