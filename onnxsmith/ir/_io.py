@@ -39,7 +39,7 @@ from google.protobuf.message import DecodeError
 from onnxsmith.errors import ModelInputError, OutputError, first_line
 from onnxsmith.ir._gc import gc_paused
 from onnxsmith.ir._proto_extras import deserialize, finish_proto, model_graphs, sparse_detached
-from onnxsmith.ir._validate import check_tensors, shown_path
+from onnxsmith.ir._validate import TensorFacts, check_tensors, shown_path
 from onnxsmith.ir.queries import all_nodes, nbytes
 
 __all__ = ["AUTO_EXTERNAL_BYTES", "EXTERNAL_THRESHOLD_BYTES", "PROTOBUF_LIMIT", "load", "load_proto_checked",
@@ -67,17 +67,17 @@ def load(path: str | os.PathLike, *, check: bool = True) -> ir.Model:
         ModelInputError: The file is missing, not ONNX, corrupt, invalid or hostile.
     """
     path = Path(path)
-    proto, external = _read_proto(path, check=check)
+    proto, facts = _read_proto(path, check=check)
     base_dir = path.resolve().parent
     try:
         with gc_paused():
-            model = deserialize(proto, base_dir)
+            model = deserialize(proto, base_dir, sparse=facts.sparse)
     except ModelInputError:
         raise
     except Exception as e:  # onnx_ir raises assorted types on malformed protos
         raise ModelInputError(f"{shown_path(path)} cannot be read into the IR: {first_line(e, 200)}",
                               "the file is corrupt or uses an unsupported construct") from e
-    if external:
+    if facts.external:
         for tensor in _all_tensors(model):
             if isinstance(tensor, ir.ExternalTensor):
                 tensor.base_dir = base_dir
@@ -130,8 +130,8 @@ def load_proto_checked(path: str | os.PathLike, *, check: bool = True) -> onnx.M
     return _read_proto(Path(path), check=check)[0]
 
 
-def _read_proto(path: Path, *, check: bool) -> tuple[onnx.ModelProto, bool]:
-    """:func:`load_proto_checked`, also telling whether any tensor stores its data externally."""
+def _read_proto(path: Path, *, check: bool) -> tuple[onnx.ModelProto, TensorFacts]:
+    """:func:`load_proto_checked`, also telling whether any tensor is external, any initializer sparse."""
     shown = shown_path(path)
     if not path.exists():
         raise ModelInputError(f"model file not found: {shown}", "check the path")
@@ -154,11 +154,11 @@ def _read_proto(path: Path, *, check: bool) -> tuple[onnx.ModelProto, bool]:
     if not proto.HasField("graph") or proto.ir_version <= 0:
         raise ModelInputError(f"{shown} is not an ONNX model (no graph or ir_version)",
                               "pass a .onnx file exported by a framework")
-    external = check_tensors(proto, path)
+    facts = check_tensors(proto, path)
     if verdict is not None:
         raise ModelInputError(f"{shown} fails the ONNX checker: {first_line(verdict, 200)}",
                               "fix the exporter output, or re-export with a supported opset") from verdict
-    return proto, external
+    return proto, facts
 
 
 def _checker_verdict(path: Path) -> onnx.checker.ValidationError | None:

@@ -100,17 +100,18 @@ class SparseSource:
 Detached = dict[int, list[tuple[ir.Value, SparseSource]]]
 
 
-def deserialize(proto: onnx.ModelProto, base_dir: Path) -> ir.Model:
+def deserialize(proto: onnx.ModelProto, base_dir: Path, *, sparse: bool = True) -> ir.Model:
     """``ir.serde.deserialize_model`` that keeps sparse initializers and training info.
 
     Args:
         proto: A validated ModelProto; it is modified (placeholders for sparse initializers).
         base_dir: Folder of the model file, for sparse tensors stored as external data.
+        sparse: False when the caller knows no graph has sparse initializers (spares a walk).
     """
     training = [onnx.TrainingInfoProto.FromString(t.SerializeToString()) for t in proto.training_info]
     proto.ClearField("training_info")
     has_sparse = False
-    for graph_proto in _graph_protos(proto):
+    for graph_proto in _graph_protos(proto) if sparse else ():
         for sparse in graph_proto.sparse_initializer:
             has_sparse = True
             placeholder = graph_proto.initializer.add()

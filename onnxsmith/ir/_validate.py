@@ -23,13 +23,14 @@ import math
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import onnx
 from google.protobuf.message import Message
 
 from onnxsmith.errors import ModelInputError
 
-__all__ = ["Where", "check_tensors", "iter_tensors", "quoted", "shown_path"]
+__all__ = ["TensorFacts", "Where", "check_tensors", "iter_tensors", "quoted", "shown_path"]
 
 _PACKED_4BIT = {
     onnx.TensorProto.INT4,
@@ -82,6 +83,21 @@ class Where:
     def __format__(self, spec: str) -> str:
         return format(str(self), spec)
 
+    @property
+    def in_sparse_initializer(self) -> bool:
+        """Whether the tensor is a part (values or indices) of a sparse initializer."""
+        return self._text is _SPARSE_INITIALIZER
+
+
+_SPARSE_INITIALIZER = "sparse initializer "
+
+
+class TensorFacts(NamedTuple):
+    """What ``check_tensors`` saw: whether any tensor is stored externally, any initializer sparse."""
+
+    external: bool
+    sparse: bool
+
 
 def iter_tensors(proto: onnx.ModelProto) -> Iterator[tuple[Where, onnx.TensorProto]]:
     """Every TensorProto in the model with a description of where it sits."""
@@ -94,8 +110,8 @@ def _graph_tensors(graph: onnx.GraphProto, where: Where | None) -> Iterator[tupl
     for t in graph.initializer:
         yield Where(where, "initializer ", t), t
     for st in graph.sparse_initializer:
-        yield Where(where, "sparse initializer ", st.values), st.values
-        yield Where(where, "sparse initializer ", st.values, " indices"), st.indices
+        yield Where(where, _SPARSE_INITIALIZER, st.values), st.values
+        yield Where(where, _SPARSE_INITIALIZER, st.values, " indices"), st.indices
     yield from _nodes_tensors(graph.node, where)
 
 
@@ -123,7 +139,7 @@ def _node_tensors(node: onnx.NodeProto, attributes: Iterable[onnx.AttributeProto
             yield from _graph_tensors(g, Where(label, " subgraph: "))
 
 
-def check_tensors(proto: onnx.ModelProto, model_path: Path) -> bool:
+def check_tensors(proto: onnx.ModelProto, model_path: Path) -> TensorFacts:
     """Raises ModelInputError for the first tensor whose data does not match its header.
 
     Args:
@@ -131,13 +147,14 @@ def check_tensors(proto: onnx.ModelProto, model_path: Path) -> bool:
         model_path: The ``.onnx`` file; external data is resolved in its folder.
 
     Returns:
-        Whether any tensor stores its data externally.
+        Whether any tensor stores its data externally, and whether any initializer is sparse.
     """
     base_dir, file_name = model_path.resolve().parent, model_path.name
-    external = False
+    external = sparse = False
     for where, tensor in iter_tensors(proto):
         external |= _check_tensor(tensor, where, base_dir, file_name)
-    return external
+        sparse = sparse or where.in_sparse_initializer
+    return TensorFacts(external, sparse)
 
 
 def _expected_nbytes(data_type: int, numel: int) -> int | None:
