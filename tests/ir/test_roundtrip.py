@@ -201,3 +201,21 @@ def test_value_info_repeating_an_initializer_header_is_dropped_wherever_it_sits(
     leading.value_info.extend([entries[1], entries[3], entries[0]])
     _drop_redundant_value_info(leading)
     assert list(leading.value_info) == [entries[0]]
+
+
+def test_a_sparse_initializer_inside_a_subgraph_survives_a_round_trip(tmp_path):
+    sparse = oh.make_sparse_tensor(numpy_helper.from_array(np.array([2.0], np.float32), "s"),
+                                   numpy_helper.from_array(np.array([1], np.int64), "s_idx"), [3])
+    then = oh.make_graph([oh.make_node("Identity", ["s"], ["t"])], "then", [],
+                         [oh.make_tensor_value_info("t", TensorProto.FLOAT, [3])], sparse_initializer=[sparse])
+    other = oh.make_graph([oh.make_node("Identity", ["x"], ["e"])], "else", [],
+                          [oh.make_tensor_value_info("e", TensorProto.FLOAT, [3])])
+    graph = oh.make_graph([oh.make_node("If", ["c"], ["y"], then_branch=then, else_branch=other)], "g",
+                          [oh.make_tensor_value_info("c", TensorProto.BOOL, []),
+                           oh.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+                          [oh.make_tensor_value_info("y", TensorProto.FLOAT, [3])])
+    proto = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+    saved = round_trip(proto, tmp_path)
+    branches = {attr.name: attr.g for attr in saved.graph.node[0].attribute}
+    assert len(branches["then_branch"].sparse_initializer) == 1
+    assert_same_proto(proto, saved)
