@@ -38,3 +38,13 @@ def test_batch_normalization_inference(shape):
     model = op_model("BatchNormalization", params, attrs={"epsilon": 1e-3}, opset=15)
     assert {c.name for c in check_gradients(model)} == {"x", "scale", "bias"}  # running statistics stay constant
     assert_gradients_match(model)
+
+
+@pytest.mark.parametrize("statistics", [False, True])
+def test_layer_normalization_of_single_elements_in_double(statistics):
+    """One element per group: xhat is exactly 0, so is dscale (the float32 Mean output would not give that)."""
+    rng = np.random.default_rng(0)
+    params = {"x": rng.normal(size=(3, 4, 1)), "scale": rng.normal(size=(1,))}
+    model = op_model("LayerNormalization", params, attrs={"axis": -1, "epsilon": 1e-3},
+                     outputs=3 if statistics else 1, opset=17)
+    assert_gradients_match(model)

@@ -9,7 +9,7 @@ With ``g = dy * scale``:
     dbias  = dy summed over the leading axes
 
 ``mean`` and ``r`` are read from the node's optional Mean and InvStdDev outputs (cast from the
-stash type when it differs); the rule asks for them (``forward_outputs=3``), so a model without
+stash type when it differs; a double input's mean is recomputed in double); the rule asks for them (``forward_outputs=3``), so a model without
 them gets them added to its forward node. Gradients flowing into those two outputs are not
 supported.
 
@@ -41,7 +41,7 @@ def layer_normalization(ctx: GradContext, node: ir.Node, output_grads: Grads) ->
     rank = ctx.rank(x)
     axis = node.attributes.get_int("axis", -1) % rank
     axes = list(range(axis, rank))
-    mean, inv_std = _statistics(ctx, node)
+    mean, inv_std = _statistics(ctx, node, axes)
     xhat = ctx.op("Mul", ctx.op("Sub", x, mean), inv_std)
     grads: list[ir.Value | None] = [None, None, None][: len(node.inputs)]
     if ctx.needs(0):
@@ -56,11 +56,21 @@ def layer_normalization(ctx: GradContext, node: ir.Node, output_grads: Grads) ->
     return grads
 
 
-def _statistics(ctx: GradContext, node: ir.Node) -> tuple[ir.Value, ir.Value]:
-    """The node's Mean and InvStdDev outputs in the input's element type (size-1 normalized axes)."""
+def _statistics(ctx: GradContext, node: ir.Node, axes: list[int]) -> tuple[ir.Value, ir.Value]:
+    """The node's Mean and InvStdDev outputs in the input's element type (size-1 normalized axes).
+
+    They are stored in the stash type (float32 by default). For a double input, onnxruntime
+    normalizes with the mean in double but outputs it rounded to float32, and ``x - mean`` would
+    turn that rounding into an absolute error of ``r`` times float32's epsilon (with one element
+    per group, a nonzero ``xhat`` where the forward has exactly 0): the mean is recomputed in double.
+    """
     x, mean, inv_std = node.inputs[0], node.outputs[1], node.outputs[2]
-    if mean.dtype != x.dtype:  # stored in the stash type (float32 by default)
-        mean, inv_std = (ctx.op("Cast", v, to=ctx.dtype(x)) for v in (mean, inv_std))
+    if mean.dtype != x.dtype:
+        inv_std = ctx.op("Cast", inv_std, to=ctx.dtype(x))
+        if ctx.dtype(x) == ir.DataType.DOUBLE:
+            mean = ctx.reduce("ReduceMean", x, axes)
+        else:
+            mean = ctx.op("Cast", mean, to=ctx.dtype(x))
     return mean, inv_std
 
 
