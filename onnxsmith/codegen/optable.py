@@ -26,9 +26,10 @@ Three kinds of tables exist:
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 __all__ = [
     "OPEN",
@@ -160,6 +161,36 @@ def _ort_since_versions() -> Mapping[OpId, tuple[int, ...]]:
     return {key: tuple(sorted(v)) for key, v in found.items()}
 
 
+class _RegistryKernels(Mapping[OpId, tuple[Kernel, ...]]):
+    """onnxruntime's kernel definitions by op, turned into ``Kernel`` objects on an op's first lookup.
+
+    Reading and sorting the type constraints of all ~1500 CPU kernels took about 20 ms, three
+    quarters of building the table, while a run asks about a handful of ops (``supports_op``).
+    Keys, ``len`` and membership need no conversion.
+    """
+
+    def __init__(self, definitions: Mapping[OpId, list[Any]]) -> None:
+        self._definitions = definitions
+        self._kernels: dict[OpId, tuple[Kernel, ...]] = {}
+
+    def __getitem__(self, key: OpId) -> tuple[Kernel, ...]:
+        kernels = self._kernels.get(key)
+        if kernels is None:
+            kernels = self._kernels[key] = tuple(
+                Kernel(*key, *d.version_range, _type_constraints(d.type_constraints)) for d in self._definitions[key]
+            )
+        return kernels
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._definitions
+
+    def __iter__(self) -> Iterator[OpId]:
+        return iter(self._definitions)
+
+    def __len__(self) -> int:
+        return len(self._definitions)
+
+
 @functools.cache
 def kernel_registry_table(provider: str) -> OpTable:
     """The kernels the installed onnxruntime registers for ``provider`` (computed once, then cached).
@@ -169,16 +200,13 @@ def kernel_registry_table(provider: str) -> OpTable:
     import onnxruntime
     from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-    kernels: dict[OpId, list[Kernel]] = {}
+    definitions: dict[OpId, list[Any]] = {}
     for d in ort_state.get_all_opkernel_def():
-        if d.provider != provider:
-            continue
-        first, last = d.version_range
-        key = (normalize_domain(d.domain), d.op_name)
-        kernels.setdefault(key, []).append(Kernel(*key, first, last, _type_constraints(d.type_constraints)))
+        if d.provider == provider:
+            definitions.setdefault((normalize_domain(d.domain), d.op_name), []).append(d)
     return OpTable(
         source=f"onnxruntime {onnxruntime.__version__} kernel registry ({provider})",
-        kernels={key: tuple(ks) for key, ks in kernels.items()},
+        kernels=_RegistryKernels(definitions),
         since_versions=_ort_since_versions(),
         inlines_functions=True,
     )

@@ -196,3 +196,22 @@ def test_kernel_type_constraints_are_kept():
     for kernel in kernels:
         assert set(kernel.types("T1")) | set(kernel.types("T2")) <= {"tensor(uint8)", "tensor(int8)"}
         assert kernel.types("T3") == ("tensor(int32)",)
+
+
+def test_cpu_kernels_match_every_cpu_registration_of_onnxruntime():
+    """The table converts an op's registrations on first lookup: all of them, ranges and types exact."""
+    expected: dict[tuple[str, str], list[tuple[int, int, dict[str, list[str]]]]] = {}
+    for d in ort_state.get_all_opkernel_def():
+        if d.provider == "CPUExecutionProvider":
+            domain = "" if d.domain == "ai.onnx" else d.domain
+            expected.setdefault((domain, d.op_name), []).append((*d.version_range, d.type_constraints))
+    kernels = get_target("cpu").ops.kernels
+    assert set(kernels) == set(expected) and len(kernels) == len(expected)
+    assert ("com.microsoft", "MadeUpFusedThing") not in kernels
+    assert kernels.get(("com.microsoft", "MadeUpFusedThing")) is None
+    for key, registrations in expected.items():
+        found = kernels[key]
+        assert kernels[key] is found  # converted once
+        assert [(k.domain, k.op_type, k.first, k.last) for k in found] == [(*key, a, b) for a, b, _ in registrations]
+        for kernel, (_, _, constraints) in zip(found, registrations):
+            assert {name: list(kernel.types(name)) for name in constraints} == constraints
