@@ -25,7 +25,7 @@ and the per-node walk costs time only when something is, or may be, wrong.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import chain, repeat
 from operator import attrgetter, is_, itemgetter, methodcaller
 
@@ -160,10 +160,7 @@ def _check_graph(graph: ir.Graph, outer: tuple[set[ir.Value | None], ...], enclo
     first_named, add_defined = names.setdefault, defined.add  # bound once: this loop is the hot path
     members = list(graph)
     keys = list(map(_DOMAIN_OP, members))
-    if counts is not None:
-        counts.nodes += len(members)
-        counts.size += initializer_bytes(graph)
-        counts.pairs.update(keys)
+    _count(counts, graph, members, keys)
     for node, (domain, _) in zip(members, keys):
         if len(problems) >= limit:
             return
@@ -189,6 +186,14 @@ def _check_graph(graph: ir.Graph, outer: tuple[set[ir.Value | None], ...], enclo
             problems.append(f"graph output '{value.name}' has no known type")
 
 
+def _count(counts: _Census | None, graph: ir.Graph, members: list[ir.Node], pairs: Iterable) -> None:
+    """Adds ``graph``'s nodes, initializer bytes and (domain, op) pairs to the census, if one is taken."""
+    if counts is not None:
+        counts.nodes += len(members)
+        counts.size += initializer_bytes(graph)
+        counts.pairs.update(pairs)
+
+
 def _graph_clean(graph: ir.Graph, outer: tuple[set[ir.Value | None], ...], good_domains: set[str],
                  domains: set[str], functions: set[tuple[str, str]], counts: _Census | None, *, top: bool) -> bool:
     """``_check_graph`` finding nothing, decided with bulk reads (see the module docstring).
@@ -206,10 +211,7 @@ def _graph_clean(graph: ir.Graph, outer: tuple[set[ir.Value | None], ...], good_
     defined.update(initializers)
     members = list(graph)
     pairs = Counter(map(_DOMAIN_OP, members))
-    if counts is not None:
-        counts.nodes += len(members)
-        counts.size += initializer_bytes(graph)
-        counts.pairs.update(pairs)
+    _count(counts, graph, members, pairs)
     if not good_domains.issuperset(map(_DOMAIN, pairs)):
         for node in members:
             if node.domain not in good_domains and _domain_problems(node, domains, functions):
