@@ -52,3 +52,31 @@ def test_a_user_who_imported_sympy_first_gets_it_untouched():
         """
     )
     assert out == "True"
+
+
+def test_the_cli_imports_gradient_rules_and_the_quant_report_only_when_used():
+    out = _run(
+        """
+        import sys
+        import onnxsmith.cli
+        from onnxsmith.passes import list_passes
+        print("build-gradients" in list_passes(), "tune-quant" in list_passes())
+        print("onnxsmith.passes.train.gradients" in sys.modules, "onnxsmith.quant_report" in sys.modules)
+        from onnxsmith.passes.train import registered_ops
+        print("MatMul" in registered_ops(), "onnxsmith.passes.train.gradients" in sys.modules)
+        """
+    )
+    assert out.splitlines() == ["True True", "False False", "True True"]
+
+
+def test_a_user_rule_for_an_op_with_a_built_in_rule_is_refused_before_the_built_ins_load():
+    out = _run(
+        """
+        from onnxsmith.passes.train import gradient
+        try:
+            gradient("MatMul")(lambda ctx, node, grads: grads)
+        except ValueError as e:
+            print(e)
+        """
+    )
+    assert out == "a gradient rule for MatMul is already registered"

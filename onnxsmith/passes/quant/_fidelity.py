@@ -21,7 +21,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import onnx_ir as ir
@@ -29,8 +29,10 @@ import onnx_ir as ir
 from onnxsmith.calibration.readers import open_data
 from onnxsmith.calibration.validate import SampleValidator
 from onnxsmith.errors import DataInputError, UnsupportedError, first_line
-from onnxsmith.quant_report.stats import OutputStats
 from onnxsmith.verify._session import make_session
+
+if TYPE_CHECKING:
+    from onnxsmith.quant_report.stats import OutputStats
 
 __all__ = ["DEFAULT_THRESHOLDS", "Fidelity", "FidelityProbe", "Metric", "format_score"]
 
@@ -111,6 +113,8 @@ class FidelityProbe:
         return Fidelity(score, output, sqnr)
 
     def _stats(self, runs: Sequence[list[np.ndarray]]) -> dict[str, OutputStats]:
+        from onnxsmith.quant_report.stats import OutputStats  # the report package: imported when tuning runs
+
         stats = {name: OutputStats() for name in self.outputs}
         for want, got in zip(self.expected, runs):
             for name, a, b in zip(self.outputs, want, got):

@@ -49,7 +49,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx_ir as ir
@@ -65,7 +65,9 @@ from onnxsmith.passes.quant.calibration_setup import CalibrationSetup
 from onnxsmith.passes.quant.plan import CONTEXT_KEY as PLAN_KEY
 from onnxsmith.passes.quant.plan import QuantPlan
 from onnxsmith.passes.registry import register_pass
-from onnxsmith.quant_report import Sensitivity, rank_sensitivity
+
+if TYPE_CHECKING:
+    from onnxsmith.quant_report import Sensitivity
 
 __all__ = ["TuneOptions", "TuneQuant"]
 
@@ -152,6 +154,8 @@ class _Tuner:
         kept_float: list[str] = []
         if not self._met(fidelity) and self.options.max_trials > 0:
             feeds = self.probe.feeds[:self.options.rank_samples]
+            from onnxsmith.quant_report import rank_sensitivity  # imported when tuning runs, not at start-up
+
             ranking = rank_sensitivity(self.model, quantized, feeds, top_k=self.options.top_k, samples=len(feeds),
                                        batch_size=None)
             del quantized

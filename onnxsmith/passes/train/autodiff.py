@@ -34,7 +34,6 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxsmith.errors import UnsupportedError
-from onnxsmith.passes.train import gradients as _gradients  # noqa: F401  (registers the rules)
 from onnxsmith.passes.train.context import GradContext, RuleOptions, dims_of
 from onnxsmith.passes.train.registry import find_rule, get_rule
 

@@ -26,6 +26,7 @@ what the forward computed anyway instead of recomputing it.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -82,6 +83,7 @@ def gradient(op_type: str, *, domain: str = "", nondifferentiable: Iterable[int]
     """
 
     def register(function: GradientFunction) -> GradientFunction:
+        _load_builtin_rules()  # first, so that a rule registered twice is reported whoever registers first
         key = (_domain(domain), op_type)
         if key in _RULES:
             raise ValueError(f"a gradient rule for {op_type} is already registered")
@@ -98,6 +100,7 @@ def get_rule(node: ir.Node) -> GradientRule:
     Raises:
         UnsupportedError: No rule is registered for the operator; the message names the node.
     """
+    _load_builtin_rules()
     rule = _RULES.get((_domain(node.domain), node.op_type))
     if rule is None:
         where = f"'{node.name}'" if node.name else "without a name"
@@ -111,12 +114,24 @@ def get_rule(node: ir.Node) -> GradientRule:
 
 def find_rule(node: ir.Node) -> GradientRule | None:
     """The rule of ``node``'s operator, or None."""
+    _load_builtin_rules()
     return _RULES.get((_domain(node.domain), node.op_type))
 
 
 def registered_ops() -> list[str]:
     """Operator types with a gradient rule (``domain::op`` outside the default domain), sorted."""
+    _load_builtin_rules()
     return sorted(op if not domain else f"{domain}::{op}" for domain, op in _RULES)
+
+
+def _load_builtin_rules() -> None:
+    """Imports the built-in rules (``gradients/``, which register themselves) on first use of the registry.
+
+    Not at start-up: a run that builds no gradients skips their nine modules (about 6 ms). While the
+    package is being imported, its own registrations find it in ``sys.modules`` and go on.
+    """
+    if "onnxsmith.passes.train.gradients" not in sys.modules:
+        import onnxsmith.passes.train.gradients  # noqa: F401
 
 
 def _domain(domain: str) -> str:
