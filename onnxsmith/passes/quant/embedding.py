@@ -134,10 +134,16 @@ def gather_block_quantized(op: RewriterContext, name: str, table: np.ndarray, id
 
 
 def _to_unsigned(values: np.ndarray, offset: int) -> np.ndarray:
-    """``values + offset`` as uint8 (in ``[0, 256)``); no copy when ``offset`` is 0 and they already are."""
+    """``values + offset`` as uint8 (in ``[0, 256)``); no copy when ``offset`` is 0 and they already are.
+
+    The shift is done in the uint8 copy, modulo 256 (the same bytes as adding in a wider type),
+    so a large table costs one uint8 copy, not two int16 temporaries.
+    """
     if offset == 0:
         return values.astype(np.uint8, copy=False)
-    return (values.astype(np.int16) + offset).astype(np.uint8)
+    shifted = np.asarray(values).astype(np.uint8)
+    shifted += np.uint8(offset)
+    return shifted
 
 
 def gather_scaled_rows(op: RewriterContext, name: str, table: np.ndarray, ids: ir.Value,

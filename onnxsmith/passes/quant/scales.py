@@ -182,11 +182,24 @@ def _parts(array: np.ndarray, params: QuantParams) -> Iterator[tuple[np.ndarray,
         start = stop
 
 
+#: ``quantize`` works through a large tensor in float32 slices of about this many bytes.
+QUANTIZE_CHUNK_BYTES = 4 * 2**20
+
+
 def quantize(x: np.ndarray, params: QuantParams) -> np.ndarray:
     """``x`` through QuantizeLinear with ``params`` (round half to even, saturate).
 
-    Works in one float32 copy of ``x``, in place.
+    Works in a float32 copy of one slice of ``x`` at a time (``QUANTIZE_CHUNK_BYTES``), in place,
+    so quantizing a large weight costs its integer result plus one slice, not a float copy of it.
     """
+    x = np.asarray(x)
+    out = np.empty(x.shape, _STORAGE[params.dtype])
+    for rows, part_params in _row_slices(x, params):
+        out[rows] = _quantize_whole(x[rows], part_params)
+    return out
+
+
+def _quantize_whole(x: np.ndarray, params: QuantParams) -> np.ndarray:
     qmin, qmax = INTEGER_BOUNDS[params.dtype]
     work = np.array(x, dtype=np.float32)
     for part, scale, zero in _parts(work, params):
@@ -195,6 +208,34 @@ def quantize(x: np.ndarray, params: QuantParams) -> np.ndarray:
         part += zero
         np.clip(part, qmin, qmax, out=part)
     return work.astype(_STORAGE[params.dtype])
+
+
+def _row_slices(x: np.ndarray, params: QuantParams) -> Iterator[tuple[tuple[slice, ...], QuantParams]]:
+    """Slices of ``x`` along an axis other than the quantization axis, with the parameters of each.
+
+    The whole of ``x`` in one piece when it is small, or cannot be cut so that each slice keeps its
+    parameters (a vector quantized along its only axis).
+    """
+    axis = None if params.axis is None else params.axis % max(x.ndim, 1)
+    cut = next((i for i in range(x.ndim) if i != axis and x.shape[i] > 1), None)
+    if cut is None or x.size * 4 <= QUANTIZE_CHUNK_BYTES:
+        yield (slice(None),) * x.ndim, params
+        return
+    full = params.scale.ndim == x.ndim and params.scale.shape[cut] == x.shape[cut]
+    kept = params.scale.ndim == 0 or (params.scale.ndim == 1 and axis is not None and params.block_size is None) \
+        or (params.scale.ndim == x.ndim and params.scale.shape[cut] == 1)
+    if not (full or kept):
+        yield (slice(None),) * x.ndim, params
+        return
+    step = max(1, QUANTIZE_CHUNK_BYTES // (4 * (x.size // x.shape[cut])))
+    for start in range(0, x.shape[cut], step):
+        rows = (slice(None),) * cut + (slice(start, start + step),)
+        if full:  # parameters with the tensor's rank (blockwise) are cut with it
+            part = QuantParams(params.scale[rows], params.zero_point[rows], params.dtype, params.axis,
+                               params.block_size)
+        else:
+            part = params
+        yield rows, part
 
 
 def dequantize(q: np.ndarray, params: QuantParams) -> np.ndarray:

@@ -285,3 +285,16 @@ def test_qdq_stores_tables_as_int8_blocks():
     assert check.optimized_ops.get("com.microsoft::MatMulIntegerToFloat") == 1, check.format()
     actual = run_model(model, data[0])[0]
     assert np.abs(actual - expected).max() < 0.05 * np.abs(expected).max()
+
+
+@pytest.mark.parametrize(("dtype", "bits"), [(np.int8, 8), (np.int8, 4)])
+def test_signed_values_shift_to_the_unsigned_bytes_of_a_wide_add(dtype, bits):
+    from onnxsmith.passes.quant.embedding import _to_unsigned
+
+    low, offset = -(1 << (bits - 1)), 1 << (bits - 1)
+    values = np.arange(low, -low, dtype=dtype).reshape(-1, 2)
+    shifted = _to_unsigned(values, offset)
+    assert shifted.dtype == np.uint8
+    np.testing.assert_array_equal(shifted, values.astype(np.int64) + offset)
+    assert _to_unsigned(np.array(low, dtype), offset) == 0
+    np.testing.assert_array_equal(values, np.arange(low, -low, dtype=dtype).reshape(-1, 2))  # input untouched

@@ -132,3 +132,30 @@ def test_quantize_leaves_its_input_alone():
     kept = w.copy()
     quantize_blockwise(w, T.INT8, axis=1, block_size=2)
     np.testing.assert_array_equal(w, kept)
+
+
+@settings(max_examples=60, deadline=None)
+@given(w=hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=9), elements=floats),
+       data=st.data(), granularity=st.sampled_from(["tensor", "channel", "block"]),
+       dtype=st.sampled_from([T.INT4, T.INT8, T.UINT8, T.INT16]), symmetric=st.booleans())
+def test_quantizing_in_slices_gives_the_bytes_of_one_piece(w, data, granularity, dtype, symmetric):
+    import onnxsmith.passes.quant.scales as scales
+
+    axis = data.draw(st.integers(-w.ndim, w.ndim - 1))
+    if granularity == "tensor":
+        q, params = quantize_weight(w, dtype, symmetric=symmetric)
+    elif granularity == "channel":
+        q, params = quantize_weight(w, dtype, axis=axis, symmetric=symmetric)
+    else:
+        q, params = quantize_blockwise(w, dtype, axis=axis, block_size=data.draw(st.integers(1, 4)),
+                                       symmetric=symmetric)
+    assert len(list(scales._row_slices(w, params))) == 1  # small: one piece
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scales, "QUANTIZE_CHUNK_BYTES", 4)  # one index of the cut axis per slice
+        sliced = quantize(w, params)
+        pieces = len(list(scales._row_slices(w, params)))
+    np.testing.assert_array_equal(sliced, q)
+    assert sliced.dtype == q.dtype and sliced.flags.c_contiguous
+    quant_axis = None if params.axis is None else params.axis % w.ndim
+    cuttable = [n for i, n in enumerate(w.shape) if i != quant_axis and n > 1]
+    assert pieces == (cuttable[0] if cuttable else 1)
