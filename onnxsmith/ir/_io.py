@@ -6,9 +6,11 @@ the tensor's shape says, inline data must match its declared size. Hostile or co
 therefore fail with a one-line ``ModelInputError`` instead of crashing or allocating what their
 headers claim. The ONNX checker reads the file itself, before ``load`` does, so that its copy of
 the model is gone before ours is parsed (peak memory: two copies of the file, not four); its
-verdict is reported only after the header checks pass, which name a problem more precisely. Tensors stored as external data stay on disk: onnx_ir's ``ExternalTensor``
-memory-maps its file on first use, so a pipeline whose passes do not touch the weights never
-reads them.
+verdict is reported only after the header checks pass, which name a problem more precisely. A
+file of ``DETACH_MIN_BYTES`` or more is parsed without its large initializer data (``_skeleton``),
+which is then read from the file into arrays of their own: one copy of the weights, not two.
+Tensors stored as external data stay on disk: onnx_ir's ``ExternalTensor`` memory-maps its file
+on first use, so a pipeline whose passes do not touch the weights never reads them.
 
 ``save`` writes into a temporary folder next to the destination and renames the results into
 place (the data file first, then the ``.onnx``), so a failure never leaves a half-written model
@@ -39,6 +41,7 @@ from google.protobuf.message import DecodeError
 from onnxsmith.errors import ModelInputError, OutputError, first_line
 from onnxsmith.ir._gc import gc_paused
 from onnxsmith.ir._proto_extras import deserialize, finish_proto, model_graphs, sparse_detached
+from onnxsmith.ir._skeleton import is_self_reference, read_skeleton
 from onnxsmith.ir._validate import TensorFacts, check_tensors, shown_path
 from onnxsmith.ir.queries import all_nodes, nbytes
 
@@ -67,7 +70,8 @@ def load(path: str | os.PathLike, *, check: bool = True) -> ir.Model:
         ModelInputError: The file is missing, not ONNX, corrupt, invalid or hostile.
     """
     path = Path(path)
-    proto, facts = _read_proto(path, check=check)
+    large = os.path.getsize(path) >= DETACH_MIN_BYTES if path.is_file() else False
+    proto, facts = _read_proto(path, check=check, skeleton=large)
     base_dir = path.resolve().parent
     try:
         with gc_paused():
@@ -81,25 +85,33 @@ def load(path: str | os.PathLike, *, check: bool = True) -> ir.Model:
         for tensor in _all_tensors(model):
             if isinstance(tensor, ir.ExternalTensor):
                 tensor.base_dir = base_dir
-    if os.path.getsize(path) >= DETACH_MIN_BYTES:
-        _detach_from_proto(model)
+    if large:
+        _detach_from_proto(model, path.resolve())
     return model
 
 
-#: Size of the .onnx file from which ``load`` frees the parsed ModelProto (see ``_detach_from_proto``).
+#: Size of the .onnx file from which ``load`` frees the parsed ModelProto (see ``_detach_from_proto``)
+#: and parses it without its large initializer data (``_skeleton``).
 DETACH_MIN_BYTES = 16 * 2**20
 
 
-def _in_memory(tensor: ir.TensorProtocol) -> ir.TensorProtocol:
-    """A raw-data tensor that wraps a TensorProto as an ``ir.Tensor`` of its own array, else as is."""
-    if not isinstance(tensor, ir.serde.TensorProtoTensor) or not tensor.raw.HasField("raw_data") \
-            or tensor.dtype == ir.DataType.STRING:
+def _in_memory(tensor: ir.TensorProtocol, model_file: Path) -> ir.TensorProtocol:
+    """A raw-data tensor (inline, or referenced in the model file by ``_skeleton``) as an ``ir.Tensor``
+    of its own array, else as is."""
+    if is_self_reference(tensor, model_file):
+        array = tensor.numpy()
+        array = array.astype(array.dtype.newbyteorder("="))  # a copy: the file is unmapped below
+        tensor.release()
+    elif isinstance(tensor, ir.serde.TensorProtoTensor) and tensor.raw.HasField("raw_data") \
+            and tensor.dtype != ir.DataType.STRING:
+        array = tensor.numpy()
+    else:
         return tensor
-    return ir.Tensor(tensor.numpy(), dtype=tensor.dtype, name=tensor.name, doc_string=tensor.doc_string,
+    return ir.Tensor(array, dtype=tensor.dtype, name=tensor.name, doc_string=tensor.doc_string,
                      metadata_props=dict(tensor.metadata_props))
 
 
-def _detach_from_proto(model: ir.Model) -> None:
+def _detach_from_proto(model: ir.Model, model_file: Path) -> None:
     """Gives initializers and tensor attributes their own arrays, so the parsed ModelProto can be freed.
 
     A ``TensorProtoTensor`` keeps the whole ModelProto alive (protobuf sub-messages share their
@@ -111,12 +123,12 @@ def _detach_from_proto(model: ir.Model) -> None:
     for graph in model_graphs(model):
         for value in graph.initializers.data.values():
             if value.const_value is not None:
-                value.const_value = _in_memory(value.const_value)
+                value.const_value = _in_memory(value.const_value, model_file)
     for node in _all_nodes(model):
         for name, attr in list(node.attributes.items()):
             if attr.is_ref() or attr.type != ir.AttributeType.TENSOR:
                 continue
-            tensor = _in_memory(attr.value)
+            tensor = _in_memory(attr.value, model_file)
             if tensor is not attr.value:
                 node.attributes[name] = ir.Attr(name, attr.type, tensor, doc_string=attr.doc_string)
 
@@ -130,8 +142,12 @@ def load_proto_checked(path: str | os.PathLike, *, check: bool = True) -> onnx.M
     return _read_proto(Path(path), check=check)[0]
 
 
-def _read_proto(path: Path, *, check: bool) -> tuple[onnx.ModelProto, TensorFacts]:
-    """:func:`load_proto_checked`, also telling whether any tensor is external, any initializer sparse."""
+def _read_proto(path: Path, *, check: bool, skeleton: bool = False) -> tuple[onnx.ModelProto, TensorFacts]:
+    """:func:`load_proto_checked`, also telling whether any tensor is external, any initializer sparse.
+
+    With ``skeleton`` the large initializer data is left in the file, referenced as external data
+    (``_skeleton``), so that the file's bytes and the parsed proto are not both as large as the weights.
+    """
     shown = shown_path(path)
     if not path.exists():
         raise ModelInputError(f"model file not found: {shown}", "check the path")
@@ -139,7 +155,7 @@ def _read_proto(path: Path, *, check: bool) -> tuple[onnx.ModelProto, TensorFact
         raise ModelInputError(f"model path is a folder: {shown}", "pass the .onnx file inside it")
     verdict = _checker_verdict(path) if check else None
     try:
-        data = path.read_bytes()
+        data = (read_skeleton(path) if skeleton else None) or path.read_bytes()
     except OSError as e:
         raise ModelInputError(f"cannot read model file {shown}: {e.strerror}", "check permissions") from e
     if not data:
