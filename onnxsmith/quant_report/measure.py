@@ -7,7 +7,8 @@ DequantizeLinear output, as extra graph outputs for the life of one onnxruntime 
 (graph optimizations off, so names survive; the models are left as they were). Per run:
 
 * ``own``: ``x`` through QuantizeLinear/DequantizeLinear with the tensor's parameters, in numpy
-  (the error this quantizer alone adds; elements beyond the range ends count as clipped);
+  (the error this quantizer alone adds; elements more than half a step beyond the range ends count as
+  clipped);
 * ``through_model``: the quantized model's dequantized value (it also carries every upstream
   quantization error);
 * the model outputs of both, for output fidelity.
@@ -36,7 +37,7 @@ from onnxsmith.calibration.readers import DataSource, open_data
 from onnxsmith.calibration.validate import SampleValidator
 from onnxsmith.errors import DataInputError, ModelInputError, UnsupportedError, first_line
 from onnxsmith.ir.exposed import exposed_outputs
-from onnxsmith.passes.quant.scales import INTEGER_BOUNDS, dequantize, quantize, quantize_weight
+from onnxsmith.passes.quant.scales import INTEGER_BOUNDS, QuantParams, dequantize, quantize, quantize_weight
 from onnxsmith.quant_report.stats import OutputStats, TensorStats
 from onnxsmith.quant_report.tensors import QuantizedTensor
 from onnxsmith.verify._session import make_session
@@ -86,9 +87,19 @@ def _session(model: ir.Model, values: Sequence[ir.Value], threads: int) -> Any:
         return make_session(model, threads=threads)
 
 
-def _saturated(x: np.ndarray, codes: np.ndarray, own: np.ndarray, bounds: tuple[int, int]) -> np.ndarray:
-    """Elements beyond the representable range: at an integer bound and past its real value."""
-    return ((codes == bounds[1]) & (x > own)) | ((codes == bounds[0]) & (x < own))
+def _saturated(x: np.ndarray, codes: np.ndarray, own: np.ndarray, bounds: tuple[int, int],
+               params: QuantParams) -> np.ndarray:
+    """Elements the range cut off: at an integer bound and past its value by more than half a step.
+
+    Within half a step of the end, rounding to the nearest code would cost the same error: those
+    elements are rounded, not clipped (a zero point rounds the low end of ``[-0.17, 24.6]`` to
+    -0.164, and a GELU output has many values in between).
+    """
+    high, low = codes == bounds[1], codes == bounds[0]
+    if not (high.any() or low.any()):
+        return high
+    half_step = np.abs(own - dequantize(codes.astype(np.int32) - 1, params)) / 2
+    return (high & (x > own + half_step)) | (low & (x < own - half_step))
 
 
 def _weight_stats(tensor: QuantizedTensor) -> TensorStats:
@@ -101,7 +112,8 @@ def _weight_stats(tensor: QuantizedTensor) -> TensorStats:
     saturated = None
     if tensor.params.dtype in INTEGER_BOUNDS:
         codes = quantize(weight, tensor.params)
-        saturated = _saturated(weight, codes, dequantize(codes, tensor.params), INTEGER_BOUNDS[tensor.params.dtype])
+        saturated = _saturated(weight, codes, dequantize(codes, tensor.params), INTEGER_BOUNDS[tensor.params.dtype],
+                               tensor.params)
     stats.update(weight, dequantized, saturated=saturated)
     stats.per_channel_sqnr_db = _per_channel_sqnr(tensor, weight)
     return stats
@@ -128,7 +140,8 @@ def _activation_update(stats: TensorStats, tensor: QuantizedTensor, reference: n
                               f"{through_model.shape} after quantization", "give the model quantized from it")
     codes = quantize(reference, tensor.params)
     own = dequantize(codes, tensor.params)
-    stats.update(reference, own, saturated=_saturated(reference, codes, own, INTEGER_BOUNDS[tensor.params.dtype]),
+    stats.update(reference, own, saturated=_saturated(reference, codes, own, INTEGER_BOUNDS[tensor.params.dtype],
+                                                        tensor.params),
                  through_model=through_model)
 
 
