@@ -93,7 +93,8 @@ class AnnotateQuant(Pass):
         target = target_of(ctx)
         settings, domain = _settings(options, target, model)
         selection = select_nodes(model.graph, settings)
-        ranges = _activation_ranges(model, ctx, activation_values(selection))
+        symmetric = settings.symmetric_activations and "asymmetric" not in settings.overrides.values()
+        ranges = _activation_ranges(model, ctx, activation_values(selection), symmetric=symmetric)
         plan = build_plan(model.graph, selection, ranges, settings, target=target.name, qdq_domain=domain)
         plan.store(ctx)
         logger.info("quantization plan: %s", plan.stats())
@@ -156,8 +157,13 @@ def _no_ranges() -> OnnxsmithError:
                           "give --calib-data DIR or --ranges FILE")
 
 
-def _activation_ranges(model: ir.Model, ctx: PassContext, names: list[str]) -> dict[str, tuple[float, float]]:
-    """Ranges by current value name: from the context, else by calibrating ``names`` now."""
+def _activation_ranges(model: ir.Model, ctx: PassContext, names: list[str], *, symmetric: bool
+                       ) -> dict[str, tuple[float, float]]:
+    """Ranges by current value name: from the context, else by calibrating ``names`` now.
+
+    With ``symmetric`` (the target's activations have no zero point and no value asks for one) the
+    calibrator searches ``(-T, T)`` ranges, unless the calibration options say otherwise.
+    """
     stored = ctx.data.get(RANGES_KEY)
     if isinstance(stored, Ranges):
         resolution = stored.resolve(model)
@@ -170,7 +176,8 @@ def _activation_ranges(model: ir.Model, ctx: PassContext, names: list[str]) -> d
         raise _no_ranges()
     if not names:
         return {}
+    options = {"symmetric": True, **setup.options} if symmetric else setup.options
     ranges = calibrate(model, setup.data, calibrator=setup.calibrator, values=names, progress=setup.progress,
-                       **setup.options)
+                       **options)
     ranges.store(ctx)
     return {name: _extremes(record) for name, record in ranges.items()}

@@ -9,6 +9,7 @@ import pytest
 from quant_models import conv_net, mlp_block, quantize, samples
 
 from onnxsmith.calibration import RangeRecord, Ranges
+from onnxsmith.calibration.ranges import CONTEXT_KEY as RANGES_KEY
 from onnxsmith.errors import OnnxsmithError, PassOptionError
 from onnxsmith.ir import GraphBuilder
 from onnxsmith.passes import PassContext
@@ -161,3 +162,16 @@ def test_decomposed_layernorm_and_gelu_are_found_and_kept_float():
     inside = [d for d in plan.nodes.values() if d.reason.startswith("inside decomposed")]
     assert len(inside) == 18 and all(d.action == "skip" for d in inside)
     assert plan.stats()["quantized"] == {"Add": 1, "MatMul": 2}  # the first Add, outside the islands
+
+
+@pytest.mark.parametrize(("target", "symmetric"), [("tensorrt", True), ("cpu", False)])
+def test_calibration_searches_the_range_form_the_target_quantizes_with(target, symmetric):
+    """Zero-point-free activations (tensorrt) are calibrated as (-T, T); cpu's uint8 ones as they fall."""
+    model = conv_net()
+    data = [{name: value + 0.5 for name, value in row.items()} for row in samples(model, count=8)]  # skewed
+
+    ctx, _ = quantize(model, data, "annotate-quant", target=target)
+
+    ranges = ctx.data[RANGES_KEY]
+    low, high = ranges["x"].bounds()
+    assert (float(np.min(low)) == -float(np.max(high))) == symmetric
