@@ -98,7 +98,8 @@ def _saturated(x: np.ndarray, codes: np.ndarray, own: np.ndarray, bounds: tuple[
     high, low = codes == bounds[1], codes == bounds[0]
     if not (high.any() or low.any()):
         return high
-    half_step = np.abs(own - dequantize(codes.astype(np.int32) - 1, params)) / 2
+    inward = np.where(high, codes.astype(np.int32) - 1, codes.astype(np.int32) + 1)  # stays representable
+    half_step = np.abs(own - dequantize(inward, params)) / 2
     return (high & (x > own + half_step)) | (low & (x < own - half_step))
 
 
