@@ -100,7 +100,8 @@ def _saturated(x: np.ndarray, codes: np.ndarray, own: np.ndarray, bounds: tuple[
         return high
     inward = np.where(high, codes.astype(np.int32) - 1, codes.astype(np.int32) + 1)  # stays representable
     half_step = np.abs(own - dequantize(inward, params)) / 2
-    return (high & (x > own + half_step)) | (low & (x < own - half_step))
+    past = x - own  # the error of each element (small: it never reaches past a range end by a range)
+    return (high & (past > half_step)) | (low & (-past > half_step))
 
 
 def _weight_stats(tensor: QuantizedTensor) -> TensorStats:
