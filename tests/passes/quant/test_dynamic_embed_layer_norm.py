@@ -142,12 +142,18 @@ def _inputs(seed: int, rows: int, batch: int = 3, length: int = 6) -> tuple[np.n
             rng.integers(0, 2, (batch, length)).astype(np.int32))
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_per_tensor_output_is_the_dequantized_layer_within_the_scale_bound(seed):
+def _quantized_layer(seed: int, passes: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """The seed's tables and inputs, and the output of the layer quantized by ``passes``."""
     tables = _tables(seed)
     ids, seg = _inputs(seed, 50)
-    model, _ = _run(_embed_model(tables), "quantize-dynamic{per-channel=false}")
+    model, _ = _run(_embed_model(tables), passes)
     (y,) = run_model(model, {"ids": ids, "seg": seg})
+    return tables, ids, seg, y
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_per_tensor_output_is_the_dequantized_layer_within_the_scale_bound(seed):
+    tables, ids, seg, y = _quantized_layer(seed, "quantize-dynamic{per-channel=false}")
     t = {k: v.astype(np.float64) for k, v in tables.items()}
     tq, steps = {}, {}
     for name, array in tables.items():
@@ -163,10 +169,7 @@ def test_per_tensor_output_is_the_dequantized_layer_within_the_scale_bound(seed)
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_per_row_output_is_the_dequantized_layer_within_the_scale_bound(seed):
-    tables = _tables(seed)
-    ids, seg = _inputs(seed, 50)
-    model, _ = _run(_embed_model(tables), "quantize-dynamic")
-    (y,) = run_model(model, {"ids": ids, "seg": seg})
+    tables, ids, seg, y = _quantized_layer(seed, "quantize-dynamic")
     t = {k: v.astype(np.float64) for k, v in tables.items()}
     tq, steps = dict(t), {}
     for name in ("word", "position", "segment"):
