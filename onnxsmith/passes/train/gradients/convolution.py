@@ -160,10 +160,8 @@ def _weight_gradient_from_columns(ctx: GradContext, x: ir.Value, dy: ir.Value, w
     """``dw`` from im2col columns made by a grouped Conv with one-hot kernels (see the module doc)."""
     m, c_group = w_shape[0], w_shape[1]
     channels, taps = c_group * group, math.prod(win.kernel)
-    one_hot = np.zeros([channels * taps, 1, *win.kernel], dtype=ctx.dtype(x).numpy())
-    for c in range(channels):
-        for o, offset in enumerate(itertools.product(*(range(k) for k in win.kernel))):
-            one_hot[(c * taps + o, 0, *offset)] = 1
+    offsets = np.eye(taps, dtype=ctx.dtype(x).numpy()).reshape(taps, 1, *win.kernel)  # row-major offsets
+    one_hot = np.tile(offsets, (channels, 1, *[1] * len(win.kernel)))  # filter c*K + o
     columns = ctx.op("Conv", x, ctx.const(one_hot), kernel_shape=win.kernel, strides=win.strides,
                      dilations=win.dilations, pads=win.pads, group=channels)  # [n, C*K, out...]
     columns = ctx.op("Reshape", columns, ctx.ints([0, group, c_group * taps, -1]))  # [n, g, C/g*K, P]
