@@ -129,7 +129,7 @@ class Fuse(RewritePass):
                 ctx.explain(self.name, message)
         rounds = [RuleSet(r for r in legal if (_FAMILY_OF[r.name] in LATE_FAMILIES) is late)
                   for late in (False, True)]
-        stats = _merged([apply_rules(model, rules, max_rewrites=options.max_rewrites, explain=explain)
+        stats = RewriteStats.merged([apply_rules(model, rules, max_rewrites=options.max_rewrites, explain=explain)
                          for rules in rounds if len(rules)])
         swept = RemoveUnused().run(model, ctx)
         return PassResult(stats.rewrites > 0 or swept.modified, {**stats.to_dict(), **swept.stats})
@@ -146,14 +146,3 @@ class Fuse(RewritePass):
         wanted = {n for name in names for n in (FAMILIES[name].names if name in FAMILIES else (name,))}
         return RuleSet(r for r in self.rules if r.name in wanted)
 
-
-def _merged(rounds: list[RewriteStats]) -> RewriteStats:
-    """The statistics of driver rounds over disjoint rule sets, as one."""
-    total = RewriteStats()
-    for stats in rounds:
-        total.applied.update(stats.applied)
-        total.rejected.update(stats.rejected)
-        total.reasons.update(stats.reasons)
-        total.rewrites += stats.rewrites
-        total.attempts += stats.attempts
-    return total

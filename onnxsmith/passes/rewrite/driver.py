@@ -126,6 +126,18 @@ class RewriteStats:
     rewrites: int = 0
     attempts: int = 0
 
+    @classmethod
+    def merged(cls, runs: Iterable[RewriteStats]) -> RewriteStats:
+        """The statistics of driver runs over disjoint rule sets, as one."""
+        total = cls()
+        for stats in runs:
+            total.applied.update(stats.applied)
+            total.rejected.update(stats.rejected)
+            total.reasons.update(stats.reasons)
+            total.rewrites += stats.rewrites
+            total.attempts += stats.attempts
+        return total
+
     def to_dict(self) -> dict[str, Any]:
         return {"rewrites": self.rewrites, "attempts": self.attempts, "applied": dict(self.applied),
                 "rejected": {k: dict(v) for k, v in self.rejected.items() if v},
