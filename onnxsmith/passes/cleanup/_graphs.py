@@ -12,29 +12,11 @@ from collections.abc import Iterator
 
 import onnx_ir as ir
 
+from onnxsmith.ir.queries import all_graphs as with_subgraphs  # the graph, then its subgraphs, outer first
+from onnxsmith.ir.queries import node_subgraphs
+
 __all__ = ["Discarded", "all_graphs", "detach_subgraphs", "drop_unused_initializers", "node_subgraphs", "remove_nodes",
            "with_subgraphs"]
-
-def node_subgraphs(node: ir.Node) -> list[ir.Graph]:
-    """The graphs held by the node's attributes (If branches, Loop/Scan bodies)."""
-    attributes = node.attributes.data  # the plain dict behind the UserDict: much cheaper to iterate
-    if not attributes:  # most nodes: skip building an iterator (hot on large graphs)
-        return []
-    graphs: list[ir.Graph] = []
-    for attr in attributes.values():
-        if attr.type == ir.AttributeType.GRAPH:
-            graphs.append(attr.as_graph())
-        elif attr.type == ir.AttributeType.GRAPHS:
-            graphs.extend(attr.as_graphs())
-    return graphs
-
-
-def with_subgraphs(graph: ir.Graph) -> Iterator[ir.Graph]:
-    """The graph and all subgraphs inside it, outer before inner."""
-    yield graph
-    for node in graph:
-        for sub in node_subgraphs(node):
-            yield from with_subgraphs(sub)
 
 
 def all_graphs(model: ir.Model, *, functions: bool = True) -> Iterator[ir.Graph]:
