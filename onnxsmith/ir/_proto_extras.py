@@ -35,6 +35,7 @@ import onnx
 import onnx_ir as ir
 
 from onnxsmith.errors import ModelInputError
+from onnxsmith.ir._fast_deserialize import deserialize_model
 from onnxsmith.ir._validate import iter_tensors, quoted
 from onnxsmith.ir.queries import all_graphs
 
@@ -118,7 +119,7 @@ def deserialize(proto: onnx.ModelProto, base_dir: Path, *, sparse: bool = True) 
             placeholder.name = sparse.values.name
             placeholder.data_type = sparse.values.data_type
             placeholder.dims.extend(sparse.dims)
-    model = ir.serde.deserialize_model(proto)
+    model = deserialize_model(proto)
     for graph, graph_proto in _paired_graphs(model, proto) if has_sparse else ():
         for sparse in graph_proto.sparse_initializer:
             value = graph.initializers[sparse.values.name]
