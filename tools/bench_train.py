@@ -76,6 +76,7 @@ from cnn import DigitsNet, digits_images, split  # noqa: E402
 
 from onnxsmith.passes.train import METADATA_KEY, BuildGradients  # noqa: E402
 from onnxsmith.train import Trainer, write_back  # noqa: E402
+from onnxsmith.train.trainer import session_graph  # noqa: E402
 
 SEED = 0
 OPSET = 17
@@ -344,15 +345,15 @@ def time_steps(work: Workload, training: ir.Model, threads: int, steps: int, war
 def profile_steps(training: ir.Model, feeds: Mapping[str, np.ndarray], steps: int, top: int) -> dict[str, object]:
     """onnxruntime's node profile over ``steps`` steps (1 thread): totals per phase and per op.
 
-    The session is the Trainer's (same graph, same optimization level) with profiling on; values
-    are carried through numpy here, which changes no kernel's time.
+    The session is the Trainer's (the graph it runs, blocked convolutions included, and the same
+    optimization level) with profiling on; values are carried through numpy here, which changes no
+    kernel's time.
     """
     info = json.loads(training.metadata_props[METADATA_KEY])
     carried = {name: training.graph.initializers[name].const_value.numpy() for name in info["parameters"]}
     carried.update({name: np.zeros_like(carried[p]) for name, p in info["state"].items()})
     with tempfile.TemporaryDirectory(prefix="bench-train-") as work:
-        session = ort.InferenceSession(ir.to_proto(training).SerializeToString(),
-                                       session_options(1, os.path.join(work, "train")),
+        session = ort.InferenceSession(session_graph(training), session_options(1, os.path.join(work, "train")),
                                        providers=["CPUExecutionProvider"])
         names = [o.name for o in session.get_outputs()]
         for step in range(steps + 2):

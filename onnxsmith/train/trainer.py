@@ -30,11 +30,12 @@ import onnx_ir as ir
 
 from onnxsmith.errors import DataInputError, ModelInputError, OnnxsmithError, UnsupportedError, first_line
 from onnxsmith.passes.train.build_gradients import METADATA_KEY
+from onnxsmith.train.blocked_conv import block_convolutions, nchwc_block_size
 from onnxsmith.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from onnxsmith.train.dataset import Dataset
 from onnxsmith.train.schedules import Schedule
 
-__all__ = ["FitResult", "StepInfo", "Trainer", "TrainingError", "TrainingInterrupted"]
+__all__ = ["FitResult", "StepInfo", "Trainer", "TrainingError", "TrainingInterrupted", "session_graph"]
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +105,16 @@ class Trainer:
         provider: The onnxruntime execution provider (``CPUExecutionProvider`` or
             ``CUDAExecutionProvider``); the carried values live on its device.
         threads: Intra-op threads (0: onnxruntime's default).
+        blocked_convs: On the CPU provider, run eligible convolutions in onnxruntime's blocked
+            (NCHWc) layout (:mod:`~onnxsmith.train.blocked_conv`; the same values, faster).
 
     Raises:
         ModelInputError: The model is not a training graph with an optimizer step.
         UnsupportedError: onnxruntime cannot load it.
     """
 
-    def __init__(self, training_model: ir.Model, *, provider: str = "CPUExecutionProvider", threads: int = 0) -> None:
+    def __init__(self, training_model: ir.Model, *, provider: str = "CPUExecutionProvider", threads: int = 0,
+                 blocked_convs: bool = True) -> None:
         import onnxruntime as ort
 
         info = _training_info(training_model)
@@ -133,7 +137,7 @@ class Trainer:
         if threads:
             options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(ir.to_proto(training_model).SerializeToString(), options,
+            self.session = ort.InferenceSession(session_graph(training_model, provider, blocked_convs), options,
                                                 providers=[provider])
         except Exception as e:  # onnxruntime raises its own exception types
             raise UnsupportedError(f"onnxruntime cannot load the training graph: {first_line(e)}") from e
@@ -335,6 +339,23 @@ class _RunState:
         metrics = {name: float(value) for name, value in evaluate(self.trainer).items()}
         log.info("step %d: %s", self.trainer.step, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         return self.trainer.step, metrics
+
+
+def session_graph(training_model: ir.Model, provider: str = "CPUExecutionProvider", blocked_convs: bool = True
+                  ) -> bytes:
+    """The serialized graph the Trainer gives onnxruntime: ``training_model``, with blocked
+    convolutions on the CPU provider where onnxruntime has them (the model itself is not changed)."""
+    proto = ir.to_proto(training_model)
+    convs = {"Conv", "ConvTranspose"}
+    if not blocked_convs or provider != "CPUExecutionProvider" or not any(n.op_type in convs for n in proto.graph.node):
+        return proto.SerializeToString()
+    block = nchwc_block_size()
+    if block is None:
+        return proto.SerializeToString()
+    copy = ir.serde.deserialize_model(proto)
+    rewritten = block_convolutions(copy, block)
+    log.debug("%d convolutions run in onnxruntime's blocked layout (block %d)", rewritten, block)
+    return ir.to_proto(copy).SerializeToString() if rewritten else proto.SerializeToString()
 
 
 def _training_info(model: ir.Model) -> dict:

@@ -1,0 +1,192 @@
+"""Blocked (NCHWc) convolutions for training graphs run on onnxruntime's CPU provider.
+
+onnxruntime's CPU provider computes a Conv fastest in its NCHWc layout (channels in blocks of
+the CPU's vector width, 8 or 16 floats), but its graph optimizer converts only Convs whose weights
+are constant initializers. In a training graph the weights are inputs, so every Conv takes the
+generic im2col path. Measured on one thread (batch 64, 3x3, ReLU, the reorders included), the
+blocked kernels run the digits CNN's convolutions 1.6-2.4x faster, as fast as torch's oneDNN:
+16 -> 16 channels at 32x32 6.5 -> 3.9 ms, 32 -> 32 at 8x8 1.72 -> 0.72 ms, 64 -> 64 at 4x4
+1.59 -> 0.70 ms.
+
+:func:`block_convolutions` rewrites the graph that :class:`~onnxsmith.train.Trainer` hands to
+onnxruntime (the training graph itself stays standard ONNX, portable to any provider):
+
+- a 2-D ``Conv`` with one group whose input and output channels are multiples of the block
+  becomes ``ReorderInput -> nchwc Conv -> ReorderOutput``; its weight ``[M, C, kh, kw]`` is
+  reordered in the graph at every step (``[M/B, C/B, kh, kw, B (c), B (m)]``, a few KB), and a
+  Relu that alone reads the Conv becomes the blocked Conv's activation;
+- a ``ConvTranspose`` with unit strides and dilations and one group (the input gradient of such a
+  Conv) becomes the same blocked Conv over the transposed, spatially flipped weights:
+  ``ConvTranspose(dy, w, pads p) = Conv(dy, flip(w^T), pads k - 1 - p)``, exact.
+
+The block and the weight layout are onnxruntime's own on this machine: :func:`nchwc_block_size`
+lets onnxruntime optimize a probe Conv with constant weights and reads the layout it chose; when
+it chose none (a CPU without AVX2, another architecture), nothing is rewritten.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxsmith.passes.train._emit import GraphNames
+from onnxsmith.passes.train.context import dims_of
+
+__all__ = ["NCHWC_DOMAIN", "block_convolutions", "nchwc_block_size", "reorder_weight"]
+
+log = logging.getLogger(__name__)
+
+#: onnxruntime's domain of the blocked-layout kernels.
+NCHWC_DOMAIN = "com.microsoft.nchwc"
+
+_PROBE_CHANNELS = 32  # a multiple of every block onnxruntime uses (8 with AVX2, 16 with AVX-512)
+
+
+def reorder_weight(weight: np.ndarray, block: int) -> np.ndarray:
+    """``[M, C, kh, kw]`` weights in onnxruntime's blocked order ``[M/B, C/B, kh, kw, B (c), B (m)]``."""
+    m, c, kh, kw = weight.shape
+    blocks = weight.reshape(m // block, block, c // block, block, kh, kw)
+    return np.ascontiguousarray(blocks.transpose(0, 2, 4, 5, 3, 1)).reshape(m, c, kh, kw)
+
+
+@functools.cache
+def nchwc_block_size() -> int | None:
+    """The channel block of onnxruntime's blocked Conv on this machine, or None when it uses none."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    channels = _PROBE_CHANNELS
+    weight = np.arange(channels * channels * 9, dtype=np.float32).reshape(channels, channels, 3, 3)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "probe",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, channels, 8, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], [numpy_helper.from_array(weight, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with tempfile.TemporaryDirectory(prefix="onnxsmith-nchwc-") as folder:
+        options = ort.SessionOptions()
+        options.log_severity_level = 4
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.optimized_model_filepath = str(Path(folder) / "probe.onnx")
+        try:
+            ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            log.debug("no blocked convolutions: the probe failed (%s)", e)
+            return None
+        optimized = onnx.load(options.optimized_model_filepath)
+    convs = [n for n in optimized.graph.node if n.domain == NCHWC_DOMAIN and n.op_type == "Conv"]
+    initializers = {i.name: numpy_helper.to_array(i) for i in optimized.graph.initializer}
+    reordered = initializers.get(convs[0].input[1]) if len(convs) == 1 else None
+    if reordered is not None and reordered.shape == weight.shape:
+        for block in (4, 8, 16, 32):
+            if np.array_equal(reorder_weight(weight, block), reordered):
+                return block
+    log.debug("no blocked convolutions: onnxruntime did not block the probe Conv in a known layout")
+    return None
+
+
+def block_convolutions(model: ir.Model, block: int) -> int:
+    """Rewrites eligible Conv and ConvTranspose nodes of ``model`` into blocked Convs (see the module doc).
+
+    Returns:
+        How many nodes were rewritten.
+    """
+    graph = model.graph
+    names = GraphNames(graph)
+    rewritten = 0
+    for node in list(graph):
+        if node.domain not in ("", "ai.onnx") or node.op_type not in ("Conv", "ConvTranspose"):
+            continue
+        geometry = _geometry(node, block)
+        if geometry is not None:
+            _rewrite(graph, names, node, block, *geometry)
+            rewritten += 1
+    if rewritten:
+        model.opset_imports.setdefault(NCHWC_DOMAIN, 1)
+    return rewritten
+
+
+def _geometry(node: ir.Node, block: int) -> tuple[list[int], list[int], list[int]] | None:
+    """``(pads, strides, dilations)`` of the blocked Conv replacing ``node``, or None when it does not apply."""
+    x, w = node.inputs[0], node.inputs[1]
+    w_dims, x_dims = dims_of(w), dims_of(x)
+    attrs = node.attributes
+    if (w is None or w.dtype != ir.DataType.FLOAT or w_dims is None or len(w_dims) != 4 or x_dims is None
+            or len(x_dims) != 4 or not all(isinstance(d, int) for d in w_dims)):
+        return None
+    if attrs.get_int("group", 1) != 1 or attrs.get_string("auto_pad", "NOTSET") != "NOTSET":
+        return None
+    first, second, kh, kw = w_dims  # Conv: [M, C, ...]; ConvTranspose: [C_in, C_out, ...]
+    if first % block or second % block or x_dims[1] != (second if node.op_type == "Conv" else first):
+        return None
+    kernel = [kh, kw]
+    if list(attrs.get_ints("kernel_shape", kernel)) != kernel:
+        return None
+    pads = list(attrs.get_ints("pads", [0, 0, 0, 0]))
+    strides = list(attrs.get_ints("strides", [1, 1]))
+    dilations = list(attrs.get_ints("dilations", [1, 1]))
+    if node.op_type == "Conv":
+        return pads, strides, dilations
+    if (strides != [1, 1] or dilations != [1, 1] or any(attrs.get_ints("output_padding", [0, 0]))
+            or "output_shape" in attrs):
+        return None
+    flipped = [kernel[i % 2] - 1 - p for i, p in enumerate(pads)]
+    return (flipped, strides, dilations) if min(flipped) >= 0 else None
+
+
+def _rewrite(graph: ir.Graph, names: GraphNames, node: ir.Node, block: int, pads: list[int], strides: list[int],
+             dilations: list[int]) -> None:
+    x, w = node.inputs[0], node.inputs[1]
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    first, second, kh, kw = dims_of(w)  # type: ignore[misc]
+    base = node.name or node.outputs[0].name
+    new: list[ir.Node] = []
+
+    def add(domain: str, op_type: str, inputs: list[ir.Value | None], **attributes: object) -> ir.Value:
+        created = ir.Node(domain, op_type, inputs, attributes=ir.convenience.convert_attributes(attributes),
+                          name=names.fresh(f"{base}_nchwc_{op_type}"))
+        created.outputs[0].name = created.name
+        new.append(created)
+        return created.outputs[0]
+
+    def ints(values: list[int]) -> ir.Value:
+        return add("", "Constant", [], value=ir.tensor(np.asarray(values, dtype=np.int64)))
+
+    if node.op_type == "Conv":
+        m, c = first, second
+        blocks = add("", "Reshape", [w, ints([m // block, block, c // block, block, kh, kw])])
+        ordered = add("", "Transpose", [blocks], perm=[0, 2, 4, 5, 3, 1])
+    else:  # the equivalent Conv's weight is w transposed to [C_out, C_in, ...] and flipped
+        m, c = second, first
+        whole = np.iinfo(np.int64).min  # a negative step runs to the start
+        flipped = add("", "Slice", [w, ints([-1, -1]), ints([whole, whole]), ints([2, 3]), ints([-1, -1])])
+        blocks = add("", "Reshape", [flipped, ints([c // block, block, m // block, block, kh, kw])])
+        ordered = add("", "Transpose", [blocks], perm=[2, 0, 4, 5, 1, 3])
+    weight = add("", "Reshape", [ordered, ints([m, c, kh, kw])])
+    blocked_x = add(NCHWC_DOMAIN, "ReorderInput", [x], channels_last=0)
+    output = node.outputs[0]
+    relu = _lone_relu(output) if node.op_type == "Conv" else None
+    conv = add(NCHWC_DOMAIN, "Conv", [blocked_x, weight, bias], pads=pads, strides=strides, dilations=dilations,
+               group=1, **({"activation": "Relu"} if relu is not None else {}))
+    result = add(NCHWC_DOMAIN, "ReorderOutput", [conv], channels=m, channels_last=0)
+    replaced = relu.outputs[0] if relu is not None else output
+    result.type, result.shape = replaced.type, replaced.shape
+    graph.insert_before(node, new)
+    replaced.replace_all_uses_with(result, replace_graph_outputs=True)
+    graph.remove([node, relu] if relu is not None else node, safe=True)
+    old_name, replaced.name = replaced.name, None
+    result.name = old_name
+
+
+def _lone_relu(value: ir.Value) -> ir.Node | None:
+    """The Relu that is the only reader of ``value`` (not a graph output), else None."""
+    uses = list(value.uses())
+    if len(uses) != 1 or value.is_graph_output():
+        return None
+    reader = uses[0][0]
+    return reader if reader.op_type == "Relu" and reader.domain in ("", "ai.onnx") else None

@@ -1,0 +1,118 @@
+"""Blocked (NCHWc) convolutions in the graphs the Trainer runs: same values, eligible nodes only."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+import pytest
+
+from onnxsmith.ir.builder import GraphBuilder
+from onnxsmith.train import Trainer, TrainConfig, training_graph
+from onnxsmith.train.blocked_conv import NCHWC_DOMAIN, block_convolutions, nchwc_block_size, reorder_weight
+from onnxsmith.verify._session import run_model
+
+F32 = "float32"
+BLOCK = nchwc_block_size()
+needs_blocking = pytest.mark.skipif(BLOCK is None, reason="onnxruntime blocks no convolution on this CPU")
+
+
+def _conv_model(op: str, channels: int, filters: int, *, relu: bool = False, **attrs) -> tuple[ir.Model, dict]:
+    """``op(x, w, b)`` (then Relu) with the weight as an input, as in a training graph."""
+    rng = np.random.default_rng(0)
+    w_shape = [filters, channels, 3, 3] if op == "Conv" else [channels, filters, 3, 3]
+    b = GraphBuilder(opset=17)
+    x, w, bias = b.input("x", F32, [2, channels, 7, 6]), b.input("w", F32, w_shape), b.input("b", F32, [filters])
+    y = b.op(op, x, w, bias, **attrs)
+    b.output(b.Relu(y) if relu else y, "y")
+    feeds = {"x": rng.normal(size=[2, channels, 7, 6]).astype(F32), "w": rng.normal(size=w_shape).astype(F32),
+             "b": rng.normal(size=[filters]).astype(F32)}
+    return b.build(), feeds
+
+
+def _ops(model: ir.Model) -> list[str]:
+    return [f"{n.domain}:{n.op_type}" if n.domain else n.op_type for n in model.graph]
+
+
+def test_the_probe_finds_the_block_of_onnxruntimes_own_weight_layout():
+    assert BLOCK in (None, 4, 8, 16, 32)
+    weight = np.arange(2 * 2 * 2 * 2 * 1 * 1, dtype=np.float32).reshape(4, 4, 1, 1)
+    # [M/B, C/B, kh, kw, B (c), B (m)] with B = 2: the first block holds m = 0, 1 of c = 0, then of c = 1
+    assert reorder_weight(weight, 2).reshape(-1)[:4].tolist() == [0, 4, 1, 5]
+
+
+@needs_blocking
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("attrs", [{"pads": [1, 1, 1, 1]}, {"pads": [0, 1, 2, 0], "strides": [2, 1]},
+                                   {"dilations": [2, 1], "pads": [2, 1, 2, 1]}])
+def test_a_conv_becomes_a_blocked_conv_with_the_same_values(relu, attrs):
+    model, feeds = _conv_model("Conv", 2 * BLOCK, BLOCK, relu=relu, **attrs)
+    expected = run_model(model, feeds)[0]
+    assert block_convolutions(model, BLOCK) == 1
+    ops = _ops(model)
+    assert f"{NCHWC_DOMAIN}:Conv" in ops and "Conv" not in ops and "Relu" not in ops  # folded into the activation
+    assert [v.name for v in model.graph.outputs] == ["y"]
+    np.testing.assert_allclose(run_model(model, feeds)[0], expected, rtol=1e-4, atol=1e-4)
+
+
+@needs_blocking
+@pytest.mark.parametrize("pads", [[1, 1, 1, 1], [0, 2, 1, 0]])
+def test_a_unit_stride_conv_transpose_becomes_a_blocked_conv_of_flipped_weights(pads):
+    model, feeds = _conv_model("ConvTranspose", BLOCK, 2 * BLOCK, pads=pads)
+    expected = run_model(model, feeds)[0]
+    assert block_convolutions(model, BLOCK) == 1
+    assert "ConvTranspose" not in _ops(model)
+    np.testing.assert_allclose(run_model(model, feeds)[0], expected, rtol=1e-4, atol=1e-4)
+
+
+@needs_blocking
+@pytest.mark.parametrize("op, channels, attrs", [
+    ("Conv", 3, {}),  # channels not a multiple of the block
+    ("Conv", None, {"group": 2}),
+    ("Conv", None, {"auto_pad": "SAME_UPPER"}),
+    ("ConvTranspose", None, {"strides": [2, 2]}),
+    ("ConvTranspose", None, {"output_padding": [1, 0], "strides": [2, 2]}),
+])
+def test_other_convolutions_stay_as_they_are(op, channels, attrs):
+    model, _ = _conv_model(op, channels or 2 * BLOCK, 2 * BLOCK, **attrs)
+    assert block_convolutions(model, BLOCK) == 0
+    assert _ops(model) == [op]
+
+
+def _cnn(channels: int) -> ir.Model:
+    """Conv -> Relu -> Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm, 3 classes."""
+    rng = np.random.default_rng(1)
+    b = GraphBuilder(opset=17)
+    x = b.input("x", F32, ["N", channels, 6, 6])
+    h = x
+    for i in range(2):
+        w = b.initializer(f"w{i}", (rng.normal(size=[channels, channels, 3, 3]) * 0.2).astype(F32))
+        bias = b.initializer(f"b{i}", (rng.normal(size=[channels]) * 0.1).astype(F32))
+        h = b.Relu(b.Conv(h, w, bias, pads=[1, 1, 1, 1]))
+    head = b.initializer("head", (rng.normal(size=[3, channels]) * 0.3).astype(F32))
+    b.output(b.Gemm(b.Flatten(b.GlobalAveragePool(h)), head, transB=1), "logits")
+    return b.build()
+
+
+@needs_blocking
+def test_training_with_blocked_convolutions_takes_the_same_steps():
+    rng = np.random.default_rng(2)
+    batch = {"x": rng.normal(size=[4, BLOCK, 6, 6]).astype(F32), "labels": np.array([0, 1, 2, 1])}
+    graph = training_graph(_cnn(BLOCK), TrainConfig(optimizer="sgd", momentum=0.9, lr=0.05))
+    plain, blocked = Trainer(graph, blocked_convs=False), Trainer(graph)
+    assert "Conv" in _ops(graph)  # the training graph itself keeps standard Convs
+    for _ in range(3):
+        assert blocked.train_step(batch, 0.05) == pytest.approx(plain.train_step(batch, 0.05), rel=1e-5)
+    for name, value in plain.parameters().items():
+        np.testing.assert_allclose(blocked.parameters()[name], value, rtol=1e-4, atol=1e-5)
+
+
+@needs_blocking
+def test_a_relu_that_is_not_the_only_reader_stays_a_node():
+    model, feeds = _conv_model("Conv", BLOCK, BLOCK, relu=True, pads=[1, 1, 1, 1])
+    conv_output = next(n for n in model.graph if n.op_type == "Conv").outputs[0]
+    model.graph.outputs.append(conv_output)  # the pre-activation is read outside the Relu too
+    expected = run_model(model, feeds)
+    assert block_convolutions(model, BLOCK) == 1
+    assert "Relu" in _ops(model)
+    for got, want in zip(run_model(model, feeds), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
