@@ -12,6 +12,7 @@ from operator import attrgetter, is_not
 import numpy as np
 import onnx_ir as ir
 
+from onnxsmith.ir._fields import NODE_DOMAIN_OP
 from onnxsmith.ir._gc import gc_paused
 
 __all__ = ["all_graphs", "all_nodes", "census", "count_nodes", "has_external_data", "header_dims", "initializer_bytes",
@@ -21,7 +22,7 @@ __all__ = ["all_graphs", "all_nodes", "census", "count_nodes", "has_external_dat
 
 _GRAPH = ir.AttributeType.GRAPH
 _GRAPHS = ir.AttributeType.GRAPHS
-_DOMAIN_OP = attrgetter("domain", "op_type")
+_DOMAIN_OP = NODE_DOMAIN_OP
 _CONST_VALUE = attrgetter("const_value")
 _is_not_none = partial(is_not, None)
 

@@ -27,23 +27,25 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from itertools import chain, repeat
-from operator import attrgetter, is_, itemgetter, methodcaller
+from operator import attrgetter, is_, itemgetter
 
 import onnx_ir as ir
 
 from onnxsmith.errors import VerificationError
+from onnxsmith.ir._fields import (NODE_ATTRIBUTE_DICT, NODE_DOMAIN_OP, NODE_INPUTS, NODE_OUTPUTS, VALUE_NAME,
+                                  VALUE_PRODUCER)
 from onnxsmith.ir._gc import gc_paused
 from onnxsmith.ir.queries import initializer_bytes, name_ops, node_subgraphs
 
 __all__ = ["verified_census", "verify_structure", "structure_problems"]
 
-_DOMAIN_OP = attrgetter("domain", "op_type")
-_INPUTS = attrgetter("inputs")
-_OUTPUTS = attrgetter("outputs")
-_ATTRIBUTE_DICT = attrgetter("attributes.data")  # the plain dict behind the node's attributes
-_NAME = attrgetter("name")
+_DOMAIN_OP = NODE_DOMAIN_OP
+_INPUTS = NODE_INPUTS
+_OUTPUTS = NODE_OUTPUTS
+_ATTRIBUTE_DICT = NODE_ATTRIBUTE_DICT
+_NAME = VALUE_NAME
 _CONST_VALUE = attrgetter("const_value")
-_PRODUCER = methodcaller("producer")
+_PRODUCER = VALUE_PRODUCER
 _DOMAIN = itemgetter(0)
 
 

@@ -1,0 +1,48 @@
+"""The C-level field getters read what onnx_ir's public properties read."""
+
+from __future__ import annotations
+
+from operator import attrgetter
+
+import onnx_ir as ir
+
+from onnxsmith.ir import _fields
+from onnxsmith.ir._fields import (NODE_ATTRIBUTE_DICT, NODE_DOMAIN_OP, NODE_INPUTS, NODE_OUTPUTS, VALUE_NAME,
+                                  VALUE_PRODUCER)
+
+
+def test_getters_read_slots_and_agree_with_the_properties():
+    x = ir.Value(name="x")
+    node = ir.Node("com.example", "Op", [x, None], [ir.AttrFloat32("alpha", 0.5)], num_outputs=2)
+    assert repr(NODE_INPUTS) == "operator.attrgetter('_inputs')"  # this onnx_ir has the slot: the fast path
+    assert NODE_DOMAIN_OP(node) == ("com.example", "Op")
+    assert NODE_INPUTS(node) == node.inputs and NODE_OUTPUTS(node) == node.outputs
+    assert NODE_ATTRIBUTE_DICT(node) == {"alpha": node.attributes["alpha"]}
+    assert VALUE_NAME(x) == "x" and VALUE_PRODUCER(node.outputs[1]) is node and VALUE_PRODUCER(x) is None
+
+
+def test_the_public_property_when_a_class_lacks_the_slot():
+    class Plain:
+        __slots__ = ("other",)
+
+        @property
+        def inputs(self):
+            return (1, 2)
+
+    public = attrgetter("inputs")
+    assert _fields._getter(public, "_inputs", sample=Plain()) is public
+
+
+def test_the_public_property_when_the_slot_holds_something_else():
+    class Renamed:
+        __slots__ = ("_inputs",)
+
+        def __init__(self):
+            self._inputs = "stale"
+
+        @property
+        def inputs(self):
+            return (1, 2)
+
+    public = attrgetter("inputs")
+    assert _fields._getter(public, "_inputs", sample=Renamed()) is public
