@@ -27,7 +27,9 @@ target's provider; 2 bad input or usage; 3 a pass failed;
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -91,6 +93,8 @@ exit codes: 0 ok, 1 models differ (verify) or nodes off the provider (ep-check),
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit code (the console script exits with it)."""
+    if argv is None:  # the process's own command line: leave its objects to the OS at exit
+        atexit.register(_skip_final_collection)
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = _parse(argv)
@@ -110,6 +114,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = f"{type(e).__name__}: {e}"
             return _fail(args, f"{message} (rerun with --debug for the traceback, and report it)",
                          EXIT_INTERNAL, label="internal error: ")
+
+
+def _skip_final_collection() -> None:
+    """Spares the exiting interpreter a full collection over everything still alive.
+
+    A command that loaded a large model leaves its nodes and values as cyclic garbage, and the
+    collection Python runs at exit would walk all of it (0.8 s after cleaning a 100k-node model)
+    only to free memory the OS takes back anyway. Files are closed and written by then; atexit
+    handlers registered later (onnxruntime's, tempfile's finalizers) still run before this one.
+    """
+    gc.freeze()
 
 
 def _fail(args: argparse.Namespace, message: str, code: int, label: str = "error: ") -> int:
