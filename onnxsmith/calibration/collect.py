@@ -223,16 +223,16 @@ class _Reduced:
                  threads: int) -> None:
         self.model, self.reductions, self.observers, self.threads = model, reductions, observers, threads
         self.outputs = [name for r in reductions for name in r.outputs]
-        self.sized = {r.outputs[3]: r.itemsize for r in reductions}
+        self.sized = {r.size: r.itemsize for r in reductions}
         self._fallback: Any = None
 
     def feed(self, results: Mapping[str, np.ndarray], feed: Mapping[str, np.ndarray], label: str) -> None:
         """Feeds the observers from one run's ``results``; flagged values are fetched whole from ``feed``."""
         flagged = []
         for r in self.reductions:
-            low, high, total, size = (results[name] for name in r.outputs)
-            if r.finite(low, high, total):
-                self.observers[r.value].update_extremes(low, high, int(size), r.axis)
+            summary = [results[name] for name in r.outputs]
+            if r.finite(summary):
+                self.observers[r.value].update_extremes(summary[0], summary[1], int(summary[-1]), r.axis)
             else:
                 flagged.append(r.value)
         if flagged:

@@ -170,3 +170,55 @@ def test_calibration_with_shared_weights_matches_the_reference_session(monkeypat
     for name in names:
         np.testing.assert_allclose([shared[name].min, shared[name].max], [reference[name].min, reference[name].max],
                                    rtol=1e-5)
+
+
+def _casts() -> ir.Model:
+    """Casts to float of int64 ids, of a bool mask and of a float16 value, each feeding a MatMul."""
+    b = GraphBuilder()
+    ids = b.input("ids", "int64", ["N", 4])
+    half = b.input("half", "float16", ["N", 4])
+    w = b.initializer("w", np.arange(8, dtype=np.float32).reshape(4, 2))
+    from_ids = b.Cast(ids, to=ir.DataType.FLOAT, _name="from_ids")
+    from_mask = b.Cast(b.Greater(ids, b.initializer("zero", np.array(0, np.int64)), _name="mask"),
+                       to=ir.DataType.FLOAT, _name="from_mask")
+    from_half = b.Cast(half, to=ir.DataType.FLOAT, _name="from_half")
+    b.output(b.MatMul(from_ids, w, _name="mm_ids"), "a")
+    b.output(b.MatMul(from_mask, w, _name="mm_mask"), "b")
+    b.output(b.MatMul(from_half, w, _name="mm_half"), "c")
+    return b.build()
+
+
+def test_casts_of_integers_and_booleans_are_reduced_without_a_sum():
+    model = _casts()
+    values = {n.name: n.outputs[0] for n in model.graph if n.op_type == "Cast"}
+    reduced, _ = plan_reductions(list(values.values()), {v.name: MinMaxObserver() for v in values.values()}, set())
+    by_value = {r.value: r for r in reduced}
+    for cast in ("from_ids", "from_mask"):
+        r = by_value[values[cast].name]
+        assert r.total is None and [name.rsplit("_", 1)[-1] for name in r.outputs] == ["min", "max", "size"]
+    half = by_value[values["from_half"].name]  # float16 may hold NaN or infinity: the sum stays
+    assert half.total is not None and len(half.outputs) == 4
+    with reductions_added(model, reduced):
+        summed = [n.inputs[0].name for n in model.graph if n.op_type == "ReduceSum"]
+    assert summed == [values["from_half"].name]
+
+
+@pytest.mark.parametrize("rows", [0, 3], ids=["empty", "rows"])
+def test_casts_without_a_sum_calibrate_as_the_exposed_values_do(rows, monkeypatch):
+    """Including the non-finite float16 elements (the sum flags them) and empty values (their
+    infinite extremes flag them)."""
+    model = _casts()
+    rng = np.random.default_rng(11)
+    data = []
+    for i in range(3):
+        half = rng.standard_normal((rows, 4)).astype(np.float16)
+        if rows and i == 1:
+            half[0, 0] = np.inf
+        if rows and i == 2:  # not first: onnxruntime's ReduceMin/ReduceMax skip such a NaN, only the sum sees it
+            half[1, 2] = np.nan
+        data.append({"ids": rng.integers(-2**40, 2**40, (rows, 4)), "half": half})
+    names = [n.outputs[0].name for n in model.graph if n.op_type == "Cast"]
+    in_graph = calibrate(model, data, values=names, batch_size=2)
+    _exposing_everything(monkeypatch)
+    exposed = calibrate(model, data, values=names, batch_size=2)
+    assert _records(in_graph) == _records(exposed)
