@@ -101,10 +101,15 @@ class Selection:
     elementwise: list[ir.Node] = field(default_factory=list)
 
 
-def is_constant(value: ir.Value) -> bool:
+def is_constant(value: ir.Value, memo: dict[ir.Value, bool] | None = None) -> bool:
     """Computed from constants only: an initializer, a Constant's output, or a node's output whose
-    inputs all are (such values have no activation range)."""
-    memo: dict[ir.Value, bool] = {}
+    inputs all are (such values have no activation range).
+
+    ``memo`` holds the answers found so far for values of the same, unchanged graph: callers asking
+    about many values share one, so that each ancestor is looked at once instead of once per
+    question (all-MiniLM-L6-v2: 408 questions took 0.13 s of the 2.1 s CPU of quantizing it).
+    """
+    memo = {} if memo is None else memo
     stack = [value]
     while stack:
         current = stack[-1]
@@ -148,6 +153,7 @@ def select_nodes(graph: ir.Graph, settings: PlanSettings) -> Selection:
     """Step 1 (module docstring): candidates and structural skips."""
     decisions: dict[str, NodeDecision] = {}
     island_of = {node: island for island in find_float_islands(graph) for node in island.nodes}
+    constants: dict[ir.Value, bool] = {}
     candidates: list[ir.Node] = []
     elementwise: list[ir.Node] = []
     for index, node in enumerate(graph):
@@ -165,7 +171,7 @@ def select_nodes(graph: ir.Graph, settings: PlanSettings) -> Selection:
             continue
         elif (pattern := _matches(node, settings.exclude)) is not None:
             decisions[name] = NodeDecision(op, "skip", f"excluded: matches '{pattern}'")
-        elif not any(_is_float(v) and not is_constant(v) for v in node.inputs):
+        elif not any(_is_float(v) and not is_constant(v, constants) for v in node.inputs):
             decisions[name] = NodeDecision(op, "skip", "no float activation input")
         else:
             (candidates if wanted else elementwise).append(node)
@@ -188,8 +194,8 @@ def _quantized_inputs(node: ir.Node) -> list[ir.Value]:
     return [node.inputs[i] for i in indices if i < len(node.inputs) and _is_float(node.inputs[i])]
 
 
-def _activations_of(node: ir.Node) -> list[ir.Value]:
-    values = [v for v in _quantized_inputs(node) if not is_constant(v)]
+def _activations_of(node: ir.Node, constants: dict[ir.Value, bool]) -> list[ir.Value]:
+    values = [v for v in _quantized_inputs(node) if not is_constant(v, constants)]
     if writes_integers(node):
         activation = fused_activation(node)
         output = (activation or node).outputs[0]
@@ -201,13 +207,14 @@ def activation_values(selection: Selection) -> list[str]:
     """Names of every activation a candidate may quantize: its inputs, outputs, and their
     scale-preserving neighbours (in graph order, without repeats)."""
     names: dict[str, None] = {}
+    constants: dict[ir.Value, bool] = {}
     for node in [*selection.candidates, *selection.elementwise]:
-        for value in _activations_of(node):
+        for value in _activations_of(node, constants):
             names[value.name] = None
             producer = value.producer()
             while producer is not None and op_key(producer) in SCALE_PRESERVING_OPS and _is_float(producer.inputs[0]):
                 value = producer.inputs[0]
-                if is_constant(value):
+                if is_constant(value, constants):
                     break
                 names[value.name] = None
                 producer = value.producer()
@@ -215,13 +222,14 @@ def activation_values(selection: Selection) -> list[str]:
 
 
 def _drop_bad_ranges(nodes: list[ir.Node], decisions: dict[str, NodeDecision], order: Mapping[ir.Node, int],
-                     ranges: Mapping[str, tuple[float, float]], settings: PlanSettings) -> list[ir.Node]:
+                     ranges: Mapping[str, tuple[float, float]], settings: PlanSettings,
+                     constants: dict[ir.Value, bool]) -> list[ir.Node]:
     """Step 2: the ``nodes`` whose activations all have sane ranges (the others get a skip decision)."""
     kept = []
     for node in nodes:
         problem = next((f"override: '{v.name}' is not quantized" for v in (*_quantized_inputs(node), *node.outputs)
                         if settings.overrides.get(v.name) == "skip"), None)
-        for value in _activations_of(node):
+        for value in _activations_of(node, constants):
             if problem:
                 break
             if value.name not in ranges:
@@ -246,7 +254,8 @@ def _wants_quantized(value: ir.Value, quantized: set[ir.Node], wanted: set[ir.Va
 
 
 def _extend_through_scale_preserving(graph: ir.Graph, quantized: set[ir.Node], wanted: set[ir.Value],
-                                     ranges: Mapping[str, tuple[float, float]]) -> dict[ir.Value, ir.Value]:
+                                     ranges: Mapping[str, tuple[float, float]],
+                                     constants: dict[ir.Value, bool]) -> dict[ir.Value, ir.Value]:
     """Grows ``wanted`` upstream through scale-preserving ops (module docstring, step 3).
 
     Returns:
@@ -262,7 +271,7 @@ def _extend_through_scale_preserving(graph: ir.Graph, quantized: set[ir.Node], w
             if op_key(node) not in SCALE_PRESERVING_OPS or not node.inputs or node.outputs[0] in shared:
                 continue
             x, y = node.inputs[0], node.outputs[0]
-            if y not in wanted or not _is_float(x) or is_constant(x) or x.is_graph_output():
+            if y not in wanted or not _is_float(x) or is_constant(x, constants) or x.is_graph_output():
                 continue
             producer = x.producer()
             integer_source = producer is not None and (
@@ -290,18 +299,19 @@ def build_plan(graph: ir.Graph, selection: Selection, ranges: Mapping[str, tuple
                settings: PlanSettings, *, target: str, qdq_domain: str) -> QuantPlan:
     """Steps 2 and 3 (module docstring): the plan for ``graph``."""
     order = {node: i for i, node in enumerate(graph)}
-    nodes = _drop_bad_ranges(selection.candidates, selection.decisions, order, ranges, settings)
-    elementwise = _drop_bad_ranges(selection.elementwise, selection.decisions, order, ranges, settings)
+    constants: dict[ir.Value, bool] = {}
+    nodes = _drop_bad_ranges(selection.candidates, selection.decisions, order, ranges, settings, constants)
+    elementwise = _drop_bad_ranges(selection.elementwise, selection.decisions, order, ranges, settings, constants)
     quantized = set(nodes)
-    wanted = {v for node in nodes for v in _activations_of(node)}
-    shared = _extend_through_scale_preserving(graph, quantized, wanted, ranges)
+    wanted = {v for node in nodes for v in _activations_of(node, constants)}
+    shared = _extend_through_scale_preserving(graph, quantized, wanted, ranges, constants)
     if elementwise:
         chosen, reasons = integer_elementwise(elementwise, quantized, shared, wanted)
         selection.decisions.update({_node_name(n, order[n]): NodeDecision(op_key(n), "skip", reason)
                                     for n, reason in reasons.items()})
         quantized.update(chosen)
-        wanted.update(v for node in chosen for v in _activations_of(node))
-        shared = _extend_through_scale_preserving(graph, quantized, wanted, ranges)
+        wanted.update(v for node in chosen for v in _activations_of(node, constants))
+        shared = _extend_through_scale_preserving(graph, quantized, wanted, ranges, constants)
     plan = QuantPlan(target=target, qdq_domain=qdq_domain)
     for node in sorted(quantized, key=order.__getitem__):
         name = _node_name(node, order[node])

@@ -175,3 +175,38 @@ def test_calibration_searches_the_range_form_the_target_quantizes_with(target, s
     ranges = ctx.data[RANGES_KEY]
     low, high = ranges["x"].bounds()
     assert (float(np.min(low)) == -float(np.max(high))) == symmetric
+
+
+def _constant_and_activation_chains():
+    """A chain of Adds on x, fed by constant subgraphs (a Constant, initializers, their sum) and a
+    RandomNormal (computed without inputs, yet not constant)."""
+    b = GraphBuilder()
+    x = b.input("x", "float32", ["N", 4])
+    c = b.Add(b.Constant(value=np.ones(4, np.float32), _name="one"), b.initializer("w", np.ones(4, np.float32)),
+              _name="w_plus_one")
+    folded = b.Mul(c, b.initializer("s", np.float32(2.0)), _name="scaled")
+    noise = b.RandomNormal(shape=[4], dtype=1, _name="noise")
+    h = x
+    for i in range(6):
+        h = b.Add(h, folded if i % 2 else noise, _name=f"add{i}")
+    b.output(h, "y")
+    return b.build()
+
+
+def test_is_constant_answers_the_same_with_a_shared_memo_and_reuses_it():
+    from onnxsmith.passes.quant.planner import is_constant
+
+    model = _constant_and_activation_chains()
+    values = [*model.graph.inputs, *model.graph.initializers.values(), *(v for n in model.graph for v in n.outputs)]
+    alone = {v.name: is_constant(v) for v in values}
+    assert {name for name, constant in alone.items() if constant} == {"w", "s", "one_out", "w_plus_one_out",
+                                                                       "scaled_out"}
+    for order in (values, values[::-1]):
+        memo: dict = {}
+        assert {v.name: is_constant(v, memo) for v in order} == alone
+    memo = {}
+    is_constant(model.graph.outputs[0], memo)
+    known = dict(memo)
+    assert set(known) == set(values)  # y's ancestors: the whole graph
+    assert all(is_constant(v, memo) == alone[v.name] for v in values if v in known)
+    assert memo == known  # every ancestor was answered by the first question
