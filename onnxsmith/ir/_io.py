@@ -39,6 +39,7 @@ import onnx_ir as ir
 from google.protobuf.message import DecodeError
 
 from onnxsmith.errors import ModelInputError, OutputError, first_line
+from onnxsmith.ir._fast_serialize import serialize_model
 from onnxsmith.ir._gc import gc_paused
 from onnxsmith.ir._proto_extras import deserialize, finish_proto, model_graphs, sparse_detached
 from onnxsmith.ir._skeleton import is_self_reference, read_skeleton
@@ -282,7 +283,7 @@ def _serialize(model: ir.Model, graphs: list[ir.Graph], staging: Path, data_name
                 ir.external_data.unload_from_model(model, staging, data_name, size_threshold_bytes=threshold)
             elif has_external:  # else there is nothing to load
                 ir.external_data.load_to_model(model)
-            proto = ir.serde.serialize_model(model)
+            proto = serialize_model(model)
         except ValueError as e:  # e.g. onnx_ir refusing a hard-linked or invalidated data file
             raise OutputError(f"cannot serialize the model: {first_line(e, 200)}") from e
         fresh = {id(value): value.const_value for value, _ in originals}
