@@ -116,13 +116,13 @@ def _geometry(node: ir.Node, block: int) -> tuple[list[int], list[int], list[int
     x, w = node.inputs[0], node.inputs[1]
     w_dims, x_dims = dims_of(w), dims_of(x)
     attrs = node.attributes
-    if (w is None or w.dtype != ir.DataType.FLOAT or w_dims is None or len(w_dims) != 4 or x_dims is None
-            or len(x_dims) != 4 or not all(isinstance(d, int) for d in w_dims)):
-        return None
+    if (w is None or w.dtype != ir.DataType.FLOAT or w_dims is None or len(w_dims) != 4
+            or not all(isinstance(d, int) for d in w_dims) or (x_dims is not None and len(x_dims) != 4)):
+        return None  # a 4-D weight means a 4-D input (a gradient's shape may not be inferred)
     if attrs.get_int("group", 1) != 1 or attrs.get_string("auto_pad", "NOTSET") != "NOTSET":
         return None
     first, second, kh, kw = w_dims  # Conv: [M, C, ...]; ConvTranspose: [C_in, C_out, ...]
-    if first % block or second % block or x_dims[1] != (second if node.op_type == "Conv" else first):
+    if first % block or second % block:
         return None
     kernel = [kh, kw]
     if list(attrs.get_ints("kernel_shape", kernel)) != kernel:

@@ -116,3 +116,13 @@ def test_a_relu_that_is_not_the_only_reader_stays_a_node():
     assert "Relu" in _ops(model)
     for got, want in zip(run_model(model, feeds), expected):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@needs_blocking
+def test_a_data_input_without_an_inferred_shape_is_blocked_too():
+    """A gradient's shape may not be inferred (MaxUnpool's): the weight's shape decides."""
+    model, feeds = _conv_model("ConvTranspose", BLOCK, BLOCK, pads=[1, 1, 1, 1])
+    expected = run_model(model, feeds)[0]
+    model.graph.inputs[0].shape = None
+    assert block_convolutions(model, BLOCK) == 1
+    np.testing.assert_allclose(run_model(model, feeds)[0], expected, rtol=1e-4, atol=1e-4)
