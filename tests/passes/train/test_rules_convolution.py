@@ -172,3 +172,20 @@ def test_conv_weight_gradient_paths(channels, filters, group, strides, columns):
     _, dw = run_model(model, {})
     expected = _direct_weight_gradient(x, dy, kernel, strides, dilations, pads, group)
     np.testing.assert_allclose(dw, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize(("attrs", "size", "unpool"), [
+    ({"kernel_shape": [2, 2], "strides": [2, 2]}, [6, 8], True),
+    ({"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}, [5, 7], False),  # partial last windows
+    ({"kernel_shape": [2, 3], "strides": [3, 3], "pads": [1, 0, 0, 2]}, [7, 6], True),  # gaps and padding
+    ({"kernel_shape": [2, 2], "strides": [2, 2], "auto_pad": "SAME_UPPER"}, [5, 5], True),
+    ({"kernel_shape": [3, 3], "strides": [2, 2]}, [7, 7], False),  # overlapping windows add up
+    ({"kernel_shape": [2, 2], "strides": [2, 2], "dilations": [2, 1]}, [8, 6], False),
+])
+def test_max_pool_routes_with_max_unpool_where_windows_do_not_overlap(attrs, size, unpool):
+    x = distinct(np.random.default_rng(6), [2, 3, *size])
+    model = op_model("MaxPool", {"x": x}, attrs=attrs, dtype=F32)
+    assert_gradients_match(op_model("MaxPool", {"x": x}, attrs=attrs, dtype=F32), dtype=F32)
+    BuildGradients(gradients_only=True).run(model, None)
+    ops = [node.op_type for node in model.graph]
+    assert ("MaxUnpool" in ops) == unpool and ("ScatterElements" in ops) == (not unpool)

