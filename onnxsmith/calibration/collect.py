@@ -21,6 +21,9 @@ estimate from declared shapes, with named batch dimensions as 1 and other unknow
 1, so it can be low for models without shape information), or when ``max_outputs_per_run`` is
 set, the values are split into chunks (chunked mode) and the data is read once per chunk with
 one session per chunk; a source that can be read only once is then not chunked by the budget.
+Every pass still computes the whole model, so in chunked mode a pass takes no more rows than the
+estimate of all the values allows (one, when the budget made the chunks): sized on its own chunk,
+a pass with small values took all 199 rows of magika at once and peaked at 630 MiB (4 MiB budget).
 
 Samples are checked against the model before the first run (from file headers, without loading
 data) when the source can be read more than once; a one-shot iterator's samples are each checked
@@ -198,8 +201,12 @@ def collect(model: ir.Model, source: DataSource, observers: Mapping[str, Observe
                              "can be read only once",
                              "pass a list, a directory, or a function returning a fresh iterator")
     stats = CollectionStats(chunks=[[v.name for v in c] for c in chunks])
+    row_cap = None
     if len(chunks) > 1:
         logger.info("calibrating %d values in %d passes over the data", len(exposed), len(chunks))
+        if auto_rows:  # every pass computes all the values, not only its chunk's: its rows must fit them all
+            dims = _planning_dims(plans, validator, True)
+            row_cap = rows_for_budget(sum(estimate_bytes(v, dims) for v in exposed), memory_budget_mb)
     taken = set(values) | set(graph.initializers)
     for index, chunk in enumerate(chunks):
         reductions, exposed_here = plan_reductions(chunk, observers, taken)
@@ -209,7 +216,7 @@ def collect(model: ir.Model, source: DataSource, observers: Mapping[str, Observe
             targets.update({name: observers[name] for name in observers if name in input_names})
         reduced = _Reduced(model, reductions, {r.value: observers[r.value] for r in reductions}, threads)
         pass_ = _Pass(session, names, targets, reduced, validator, memory_budget_mb if auto_rows else None, plans,
-                      progress, index, len(chunks))
+                      progress, index, len(chunks), row_cap)
         stats.runs, stats.samples = pass_.read(source)
         stats.rows_per_run.append(pass_.validator.batch_size)
     stats.seconds = time.perf_counter() - started
@@ -257,17 +264,19 @@ class _Pass:
 
     def __init__(self, session: Any, names: Sequence[str], targets: Mapping[str, Observer], reduced: _Reduced,
                  validator: SampleValidator, budget_mb: float | None, plans: Sequence[RunPlan],
-                 progress: ProgressCallback | None, chunk: int, num_chunks: int) -> None:
+                 progress: ProgressCallback | None, chunk: int, num_chunks: int, row_cap: int | None = None) -> None:
         self.session, self.names, self.targets, self.reduced = session, names, targets, reduced
         self.fetch = [*names, *reduced.outputs]
-        self.validator, self.budget_mb, self.plans = validator, budget_mb, plans
+        self.validator, self.budget_mb, self.plans, self.row_cap = validator, budget_mb, plans, row_cap
         self.progress, self.chunk, self.num_chunks = progress, chunk, num_chunks
         self.runs_total = sum(p.runs for p in plans) if plans else None
 
     def _size_runs(self, sample: Sample) -> None:
-        """Picks the rows per run from a one-row probe of ``sample`` (the first one)."""
+        """Picks the rows per run from a one-row probe of ``sample`` (the first one), at most ``row_cap``."""
         per_row = measure_bytes_per_row(self.session, self.names, self.validator, sample, self.reduced.sized)
         rows = rows_for_budget(per_row, self.budget_mb)
+        if self.row_cap is not None:
+            rows = min(rows, self.row_cap)
         logger.info("calibration runs take up to %d rows (%.1f MiB of exposed values per row, %.0f MiB budget)",
                     rows, per_row / 2**20, self.budget_mb)
         self.validator = self.validator.with_batch_size(rows)

@@ -229,3 +229,18 @@ def test_a_big_sample_runs_within_the_budget(monkeypatch):
     seen.clear()
     assert _plain(calibrate(model, [sample], op_types=None, memory_budget_mb=None)) == _plain(bounded)
     assert set(seen) == {256}
+
+
+def test_chunked_passes_take_the_rows_all_values_fit_not_those_of_their_chunk(mlp_model):
+    """Each pass runs the whole model: its rows must fit every value's bytes, not only its chunk's."""
+    # Per row: mm1_out and relu_out 128 bytes each, y 32; a 150-byte budget makes one chunk of each.
+    stacked = {"x": np.concatenate([d["x"] for d in mlp_data(6)])}  # one sample of 24 rows
+    events = []
+    chunked = calibrate(mlp_model, stacked, op_types=None, memory_budget_mb=150 / 2**20, progress=events.append)
+    assert [e.num_chunks for e in events[:1]] == [3]
+    assert {e.chunk: e.runs_total for e in events} == {0: 24, 1: 24, 2: 24}  # y alone would have taken 4 rows a run
+    assert _plain(chunked) == _plain(calibrate(mlp_model, stacked, op_types=None, memory_budget_mb=None))
+    events.clear()
+    calibrate(mlp_model, stacked, op_types=None, max_outputs_per_run=2, memory_budget_mb=600 / 2**20,
+              progress=events.append)
+    assert {e.chunk: e.runs_total for e in events} == {0: 12, 1: 12}  # 2 rows of 288 bytes; y alone: 18 rows
