@@ -16,6 +16,7 @@ read. Graph inputs (overridable) and graph outputs are left alone.
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ __all__ = ["DedupInitializers", "DedupInitializersOptions"]
 
 _CHUNK = 1 << 22
 _PREFIX = 1 << 16
+_LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 @dataclass
@@ -77,7 +79,7 @@ class DedupInitializers(Pass):
             tensor = value.const_value
             assert tensor is not None
             if tensor_nbytes(tensor) <= self.options.inline_size:
-                small.setdefault(b"".join(_chunks(tensor)), []).append(value)
+                small.setdefault(_small_bytes(tensor), []).append(value)
             else:
                 large.setdefault(bytes(next(_chunks(tensor, _PREFIX), b"")), []).append(value)
         for values in small.values():
@@ -110,6 +112,14 @@ def _large_duplicates(values: list[ir.Value]) -> Iterator[tuple[ir.Value, ir.Val
             originals.append(value)
         else:
             yield value, match
+
+
+def _small_bytes(tensor: ir.TensorProtocol) -> bytes:
+    """All bytes of a small tensor, as ``_chunks`` gives them (the little-endian array bytes)."""
+    if _LITTLE_ENDIAN and type(tensor) is ir.serde.TensorProtoTensor and tensor.raw.HasField("raw_data") \
+            and tensor.dtype != ir.DataType.STRING and tensor.dtype.bitwidth >= 8:
+        return tensor.raw.raw_data  # already the array's bytes (not packed 4-bit data): no array built
+    return b"".join(_chunks(tensor))
 
 
 def _chunks(tensor: ir.TensorProtocol, size: int = _CHUNK) -> Iterator[bytes | memoryview]:

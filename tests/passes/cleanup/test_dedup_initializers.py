@@ -149,3 +149,33 @@ def test_large_tensors_that_differ_early_are_told_apart_by_their_prefix_alone(tm
     b.output(y, "y")
     assert not DedupInitializers()(b.build()).modified
     assert digested == []
+
+
+def test_raw_data_from_a_file_and_in_memory_arrays_compare_by_the_same_bytes(tmp_path):
+    """A loaded initializer is compared by its raw_data, one made by a pass by its array: equal values merge."""
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [3])
+    values = np.array([1.5, -2.0, 0.25], np.float32)
+    h = b.Add(x, b.const(values.copy()))
+    b.output(b.Mul(h, b.const(np.array([1, 2, 3], np.int8).astype(np.float32))), "y", dtype="float32", shape=[3])
+    save(b.build(), tmp_path / "m.onnx")
+    model = load(tmp_path / "m.onnx")
+    assert all(type(v.const_value) is ir.serde.TensorProtoTensor for v in model.graph.initializers.values())
+    twin = ir.Value(name="twin", const_value=ir.Tensor(values.copy(), name="twin"), type=ir.TensorType(ir.DataType.FLOAT),
+                    shape=ir.Shape([3]))
+    model.graph.register_initializer(twin)
+    mul = next(n for n in model.graph if n.op_type == "Mul")
+    mul.replace_input_with(0, None)
+    add = next(n for n in model.graph if n.op_type == "Add")
+    sub = ir.Node("", "Sub", [add.outputs[0], twin])
+    model.graph.insert_after(add, sub)
+    mul.replace_input_with(0, sub.outputs[0])
+    result = DedupInitializers().run(model, None)
+    assert result.stats["removed_initializers"] == 1
+    assert sub.inputs[1] is add.inputs[1]
+
+
+def test_packed_4bit_raw_data_is_not_compared_with_unpacked_array_bytes():
+    packed = ir.serde.TensorProtoTensor(ir.serde.serialize_tensor(ir.Tensor(np.array([1, 2], np.int8),
+                                                                             dtype=ir.DataType.INT4, name="p")))
+    assert dedup._small_bytes(packed) == b"".join(dedup._chunks(packed))
