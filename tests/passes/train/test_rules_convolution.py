@@ -189,3 +189,26 @@ def test_max_pool_routes_with_max_unpool_where_windows_do_not_overlap(attrs, siz
     BuildGradients(gradients_only=True).run(model, None)
     ops = [node.op_type for node in model.graph]
     assert ("MaxUnpool" in ops) == unpool and ("ScatterElements" in ops) == (not unpool)
+
+
+@pytest.mark.parametrize(("dilations", "pads", "slices"), [
+    ([1, 1], [1, 1, 1, 1], 8),  # "same": the centre offset multiplies x itself
+    ([2, 1], [2, 1, 2, 1], 8),
+    ([1, 1], [1, 0, 1, 2], 8),  # offset (1, 0): its window is x too
+    ([1, 1], [0, 0, 1, 1], 9),  # smaller output: no offset's window is x
+])
+def test_the_centre_offset_of_a_same_convolution_reads_x_without_a_slice(dilations, pads, slices):
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=[2, 3, 6, 5]).astype(F32)
+    out = [n + p + q - d * 2 for n, d, p, q in zip([6, 5], dilations, pads[:2], pads[2:])]
+    dy = rng.normal(size=[2, 4, *out]).astype(F32)
+    b = GraphBuilder(opset=18)
+    w = b.initializer("w", rng.normal(size=[4, 3, 3, 3]).astype(F32))
+    y = b.Conv(b.Constant(value=x), w, dilations=dilations, pads=pads)
+    b.output(b.ReduceSum(b.Mul(y, b.Constant(value=dy)), keepdims=0), "loss")
+    model = b.build()
+    BuildGradients(gradients_only=True).run(model, None)
+    assert sum(node.op_type == "Slice" for node in model.graph) == slices
+    _, dw = run_model(model, {})
+    expected = _direct_weight_gradient(x, dy, [3, 3], [1, 1], dilations, pads, 1)
+    np.testing.assert_allclose(dw, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
