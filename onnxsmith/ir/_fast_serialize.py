@@ -32,7 +32,8 @@ from collections.abc import Hashable
 import onnx
 import onnx_ir as ir
 
-__all__ = ["Encoder", "serialize_model"]
+__all__ = ["GRAPH_INITIALIZER", "GRAPH_NODE", "GRAPH_VALUE_INFO", "MAX_TENSOR_BYTES", "Encoder", "Pending",
+           "serialize_model", "tensor_bytes", "varint"]
 
 #: ``value.meta`` key onnx_ir serializes as a graph's quantization annotation.
 _QUANT_KEY = "quant_parameter_tensor_names"
@@ -40,10 +41,12 @@ _QUANT_KEY = "quant_parameter_tensor_names"
 _FUNCTION_VALUE_INFO_IR_VERSION = 10
 
 # Wire tags (field number << 3 | length-delimited) of the fields written here.
-_GRAPH_NODE, _GRAPH_VALUE_INFO = b"\x0a", b"\x6a"
+GRAPH_NODE, GRAPH_VALUE_INFO = b"\x0a", b"\x6a"
 _NODE_INPUT, _NODE_OUTPUT, _NODE_NAME, _NODE_OP_TYPE = b"\x0a", b"\x12", b"\x1a", b"\x22"
 _NODE_ATTRIBUTE, _NODE_DOMAIN, _NODE_OVERLOAD = b"\x2a", b"\x3a", b"\x42"
 _VALUE_INFO_NAME, _VALUE_INFO_TYPE = b"\x0a", b"\x12"
+GRAPH_INITIALIZER = b"\x2a"
+_TENSOR_DIM, _TENSOR_DATA_TYPE, _TENSOR_NAME, _TENSOR_RAW_DATA = b"\x08", b"\x10", b"\x42", b"\x4a"
 
 _PLAIN_ATTRIBUTES = frozenset({ir.AttributeType.INT, ir.AttributeType.FLOAT, ir.AttributeType.STRING,
                                ir.AttributeType.INTS, ir.AttributeType.FLOATS, ir.AttributeType.STRINGS})
@@ -51,9 +54,14 @@ _FLOAT_ATTRIBUTES = frozenset({ir.AttributeType.FLOAT, ir.AttributeType.FLOATS})
 _SMALL_VARINTS = [bytes((i,)) for i in range(128)]
 _EMPTY_STRING = b"\x00"  # length-prefixed ""
 _UNSET = object()
+#: Largest tensor ``tensor_bytes`` encodes.
+MAX_TENSOR_BYTES = 1 << 16
+#: Element types onnx_ir validates before copying a TensorProto (their packing has a canonical form).
+_VALIDATED_TYPES = frozenset({ir.DataType.FLOAT6E2M3, ir.DataType.FLOAT6E3M2}) \
+    if hasattr(ir.DataType, "FLOAT6E2M3") else frozenset()
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
     """Protobuf varint; a negative number as its 64-bit two's complement (as int64 fields are written)."""
     if 0 <= n < 128:
         return _SMALL_VARINTS[n]
@@ -70,12 +78,39 @@ def _prefixed(text: str) -> bytes:
     """A string as a length-delimited payload: length, UTF-8 bytes."""
     encoded = text.encode("utf-8")  # AttributeError when not a str: the caller falls back
     size = len(encoded)
-    return (_SMALL_VARINTS[size] if size < 128 else _varint(size)) + encoded
+    return (_SMALL_VARINTS[size] if size < 128 else varint(size)) + encoded
 
 
 def _field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field: tag, length, payload."""
-    return tag + _varint(len(payload)) + payload
+    return tag + varint(len(payload)) + payload
+
+
+def tensor_bytes(tensor: ir.TensorProtocol, name: str) -> bytes | None:
+    """The TensorProto onnx_ir writes for ``tensor``, named ``name``; None to leave it to onnx_ir.
+
+    Encoded here: a tensor still in its proto (its bytes, with the name field appended, which a
+    parser takes over an earlier one), and an in-memory ``ir.Tensor`` of a fixed-size element
+    type; either without metadata and of at most ``MAX_TENSOR_BYTES`` (onnx_ir copies a larger one
+    in place, once, where bytes would be copied several times).
+    """
+    kind = type(tensor)
+    if kind is ir.TensorProtoTensor:
+        raw = tensor.raw
+        if tensor.metadata_props or raw.data_type in _VALIDATED_TYPES or raw.ByteSize() > MAX_TENSOR_BYTES:
+            return None
+        return raw.SerializeToString() + _TENSOR_NAME + _prefixed(name)
+    if kind is not ir.Tensor or tensor.metadata_props or tensor.doc_string:
+        return None
+    dtype = tensor.dtype
+    if dtype == ir.DataType.STRING:
+        return None
+    data = tensor.tobytes()  # what onnx_ir writes as raw_data; a large tensor's copy is dropped at once
+    if len(data) > MAX_TENSOR_BYTES:
+        return None
+    dims = b"".join([_TENSOR_DIM + varint(dim) for dim in tensor.shape.numpy()])
+    return dims + _TENSOR_DATA_TYPE + varint(dtype.value) + _TENSOR_NAME + _prefixed(name) + \
+        _TENSOR_RAW_DATA + varint(len(data)) + data
 
 
 class Encoder:
@@ -169,13 +204,15 @@ class Encoder:
             encoded = self._attributes[key] = _field(_NODE_ATTRIBUTE, scratch.SerializeToString())
         return encoded
 
-    def value_info(self, value: ir.Value) -> bytes | None:
+    def value_info(self, value: ir.Value, *, slim: bool = False) -> bytes | None:
         """The ValueInfoProto's bytes; empty when onnx_ir writes none, None to leave the value to onnx_ir.
 
-        Encoded here: a value with a tensor type (and shape) and no metadata, doc string or denotation.
+        Encoded here: a value with a tensor type (and shape) and no metadata, doc string or
+        denotation. With ``slim`` only the name and type are written (metadata and doc strings
+        are left out, not left to onnx_ir).
         """
         type_ = value.type
-        if value.doc_string or value.metadata_props:
+        if not slim and (value.doc_string or value.metadata_props):
             return None
         if type_ is None:
             return b"" if value.shape is None else None
@@ -204,7 +241,7 @@ class Encoder:
 
     def _type_field(self, dtype: int, dims: tuple[int | ir.SymbolicDim, ...] | None) -> bytes:
         """The ValueInfoProto's ``type`` field of a tensor type, as onnx_ir writes it."""
-        tensor = b"\x08" + _varint(dtype)  # elem_type
+        tensor = b"\x08" + varint(dtype)  # elem_type
         if dims is not None:
             tensor += _field(b"\x12", b"".join(map(self._dim, dims)))  # shape: written even when empty
         return _field(_VALUE_INFO_TYPE, _field(b"\x0a", tensor))  # TypeProto.tensor_type
@@ -214,7 +251,7 @@ class Encoder:
         encoded = self._dims.get(dim)
         if encoded is None:
             if isinstance(dim, int):
-                payload = b"\x08" + _varint(dim)
+                payload = b"\x08" + varint(dim)
             elif dim.value is None:
                 payload = b""
             else:
@@ -264,7 +301,7 @@ def _wants_value_info(value: ir.Value) -> bool:
     return bool(value.name)
 
 
-class _Pending:
+class Pending:
     """Encoded nodes and value infos not yet merged into the graph proto, in order."""
 
     def __init__(self, proto: onnx.GraphProto) -> None:
@@ -293,22 +330,30 @@ def _serialize_graph_into(proto: onnx.GraphProto, graph: ir.Graph, ir_version: i
             _annotate(proto, value)
     input_names = {value.name for value in graph.inputs}
     encoder = Encoder()
-    pending = _Pending(proto)
+    pending = Pending(proto)
     for value in initializers.values():
         _annotate(proto, value)
         if value.name not in input_names:
             _value_info(encoder, pending, value)
-        if value.const_value is None:
+        tensor = value.const_value
+        if tensor is None:
             continue  # onnx_ir logs and skips it
-        value.const_value.name = value.name
-        serde.serialize_tensor_into(proto.initializer.add(), value.const_value)
+        tensor.name = value.name
+        try:
+            encoded = tensor_bytes(tensor, value.name)
+        except (AttributeError, TypeError, ValueError):  # e.g. a name that is not a str: onnx_ir reports it
+            encoded = None
+        if encoded is None:
+            serde.serialize_tensor_into(pending.flush().initializer.add(), tensor)
+        else:
+            pending.parts.append(GRAPH_INITIALIZER + varint(len(encoded)) + encoded)
     parts = pending.parts
     for node in graph:
         encoded = encoder.node(node)
         if encoded is None:
             serde.serialize_node_into(pending.flush().node.add(), node, model_ir_version=ir_version)
         else:
-            parts.append(_GRAPH_NODE + _varint(len(encoded)) + encoded)
+            parts.append(GRAPH_NODE + varint(len(encoded)) + encoded)
         for value in node.outputs:
             if value.is_graph_output():
                 continue
@@ -321,10 +366,10 @@ def _serialize_graph_into(proto: onnx.GraphProto, graph: ir.Graph, ir_version: i
     _string_map_into(proto.metadata_props, graph.metadata_props)
 
 
-def _value_info(encoder: Encoder, pending: _Pending, value: ir.Value) -> None:
+def _value_info(encoder: Encoder, pending: Pending, value: ir.Value) -> None:
     """Appends the value's value info, if onnx_ir would write one."""
     encoded = encoder.value_info(value)
     if encoded:
-        pending.parts.append(_GRAPH_VALUE_INFO + _varint(len(encoded)) + encoded)
+        pending.parts.append(GRAPH_VALUE_INFO + varint(len(encoded)) + encoded)
     elif encoded is None and _wants_value_info(value):
         ir.serde.serialize_value_into(pending.flush().value_info.add(), value)

@@ -8,9 +8,12 @@ cheap on graphs with hundreds of thousands of nodes.
 
 The copy holds only what inference reads: per node its op, domain, overload, input and output
 names and attributes (no names, doc strings or metadata), and per typed value its name and type.
-Values of one type share one serialized ``TypeProto`` (most values of a graph have one of few
-types), so the main graph is written at a fraction of the cost of a full serialization;
-subgraphs and model-local functions are serialized by onnx_ir.
+The main graph's nodes, value infos and small initializers are encoded as protobuf bytes by
+``_fast_serialize.Encoder`` (names, op types, plain attributes and types encoded once each), so
+it is written at a fraction of the cost of a full serialization; what the encoder leaves out,
+subgraphs and model-local functions are serialized by onnx_ir (a value's ``TypeProto`` once per
+distinct type). Inferred tensor types are read back keyed by their serialized bytes, and shapes
+are built with ``_fast_shape.new_shape``, fresh per value.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ import onnx
 import onnx_ir as ir
 
 from onnxsmith.errors import first_line
+from onnxsmith.ir._fast_serialize import (GRAPH_INITIALIZER, GRAPH_NODE, GRAPH_VALUE_INFO, Encoder, Pending,
+                                          tensor_bytes, varint)
+from onnxsmith.ir._fast_shape import new_shape
 from onnxsmith.ir.queries import nbytes
 
 __all__ = ["infer_shapes"]
@@ -31,6 +37,7 @@ log = logging.getLogger(__name__)
 _DATA_LIMIT_BYTES = 1024
 
 _TypeKey = tuple[ir.DataType, tuple | None]
+_UNSEEN = object()
 
 
 def infer_shapes(model: ir.Model, *, strict: bool = False) -> bool:
@@ -73,20 +80,41 @@ def _inference_proto(model: ir.Model) -> onnx.ModelProto:
     types = _TypeProtos()
     for value in inputs:
         types.write(into.input.add(), value)
+    encoder = Encoder(slim=True)
+    pending = Pending(into)
+    parts = pending.parts
     for value in small:
         if value.type is not None or value.shape is not None:
-            types.write(into.value_info.add(), value)
-        tensor_proto = into.initializer.add()
-        ir.serde.serialize_tensor_into(tensor_proto, value.const_value)
-        tensor_proto.name = value.name
+            _write_value_info(value, encoder, types, pending)
+        encoded = tensor_bytes(value.const_value, value.name) if isinstance(value.name, str) else None
+        if encoded is None:
+            tensor_proto = pending.flush().initializer.add()
+            ir.serde.serialize_tensor_into(tensor_proto, value.const_value)
+            tensor_proto.name = value.name
+        else:
+            parts.append(GRAPH_INITIALIZER + varint(len(encoded)) + encoded)
     for node in graph:
-        _write_node(into.node.add(), node)
+        encoded = encoder.node(node)
+        if encoded is None:
+            _write_node(pending.flush().node.add(), node)
+        else:
+            parts.append(GRAPH_NODE + varint(len(encoded)) + encoded)
         for out in node.outputs:
             if out.name and (out.type is not None or out.shape is not None) and not out.is_graph_output():
-                types.write(into.value_info.add(), out)
+                _write_value_info(out, encoder, types, pending)
+    pending.flush()
     for value in graph.outputs:
         types.write(into.output.add(), value)
     return proto
+
+
+def _write_value_info(value: ir.Value, encoder: Encoder, types: _TypeProtos, pending: Pending) -> None:
+    """Appends the value's name and type to the graph's value infos (encoded, or written after what is pending)."""
+    encoded = encoder.value_info(value, slim=True)
+    if not encoded:  # None, or empty for a value without a name: written as it is
+        types.write(pending.flush().value_info.add(), value)
+    else:
+        pending.parts.append(GRAPH_VALUE_INFO + varint(len(encoded)) + encoded)
 
 
 def _write_node(proto: onnx.NodeProto, node: ir.Node) -> None:
@@ -134,28 +162,59 @@ def _nbytes(tensor: ir.TensorProtocol) -> int:
         return _DATA_LIMIT_BYTES + 1
 
 
-def _apply(graph: ir.Graph, proto: onnx.GraphProto, cache: dict[bytes, _TypeKey | None]) -> bool:
-    """Writes the inferred types of ``proto`` (the inferred copy of ``graph``) back into ``graph``."""
-    by_name: dict[str, ir.Value] = {}
+def _apply(graph: ir.Graph, proto: onnx.GraphProto, cache: dict[bytes, object]) -> bool:
+    """Writes the inferred types of ``proto`` (the inferred copy of ``graph``) back into ``graph``.
+
+    Each value info is read from its serialized bytes: the name (field 1, written first) is looked
+    up as UTF-8 bytes, and what follows it (the type) keys ``cache`` (to ``_tensor_key`` of the
+    type, or ``_UNTYPED``), so a value info costs one protobuf call; one whose bytes do not start
+    with a short name is read field by field.
+    """
+    by_name: dict[bytes, ir.Value] = {}
     for node in graph:
         for out in node.outputs:
             if out.name:
-                by_name[out.name] = out
+                by_name[out.name.encode()] = out
     for value in graph.outputs:
         if value.name:
-            by_name[value.name] = value
+            by_name[value.name.encode()] = value
     changed = False
     for info in (*proto.value_info, *proto.output):
-        value = by_name.get(info.name)
-        if value is not None and info.HasField("type"):
-            changed |= _set_type(value, info.type, cache)
-    for node, node_proto in zip(graph, proto.node):
-        for attr in node_proto.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                changed |= _apply(node.attributes[attr.name].as_graph(), attr.g, cache)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for sub, sub_proto in zip(node.attributes[attr.name].as_graphs(), attr.graphs):
-                    changed |= _apply(sub, sub_proto, cache)
+        data = info.SerializeToString()
+        size = data[1] if len(data) > 1 and data[0] == 0x0A else 128  # the name's length, if one byte
+        if size < 128:
+            value, rest = by_name.get(data[2:2 + size]), data[2 + size:]
+        else:
+            value, rest = by_name.get(info.name.encode()), None
+        if value is None:
+            continue
+        key = _UNSEEN if rest is None else cache.get(rest, _UNSEEN)
+        if key is _UNSEEN:
+            key = _tensor_key(info.type) if info.HasField("type") else _UNTYPED
+            if rest is not None:
+                cache[rest] = key
+        if key is not _UNTYPED:
+            changed |= _set_type(value, key, info.type)
+    for index, node in enumerate(graph):
+        attributes = node.attributes.data
+        if attributes and any(attr.type in _GRAPH_TYPES for attr in attributes.values()):
+            changed |= _apply_subgraphs(node, proto.node[index], cache)
+    return changed
+
+
+_GRAPH_TYPES = frozenset({ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS})
+#: ``cache`` entry of a value info without a type.
+_UNTYPED = object()
+
+
+def _apply_subgraphs(node: ir.Node, node_proto: onnx.NodeProto, cache: dict[bytes, object]) -> bool:
+    changed = False
+    for attr in node_proto.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            changed |= _apply(node.attributes[attr.name].as_graph(), attr.g, cache)
+        elif attr.type == onnx.AttributeProto.GRAPHS:
+            for sub, sub_proto in zip(node.attributes[attr.name].as_graphs(), attr.graphs):
+                changed |= _apply(sub, sub_proto, cache)
     return changed
 
 
@@ -167,21 +226,33 @@ def _tensor_key(type_proto: onnx.TypeProto) -> _TypeKey | None:
     return ir.DataType(type_proto.tensor_type.elem_type), None if shape is None else tuple(shape.dims)
 
 
-def _set_type(value: ir.Value, type_proto: onnx.TypeProto, cache: dict[bytes, _TypeKey | None]) -> bool:
-    """Refines the value's type and shape with inferred ones; fresh objects per value (they are mutable)."""
-    serialized = type_proto.SerializeToString()
-    if serialized not in cache:
-        cache[serialized] = _tensor_key(type_proto)
-    key = cache[serialized]
+def _set_type(value: ir.Value, key: _TypeKey | None, type_proto: onnx.TypeProto) -> bool:
+    """Refines the value's type and shape with inferred ones; fresh objects per value (they are mutable).
+
+    ``key`` is ``_tensor_key(type_proto)``. For a tensor type the comparisons are those of
+    ``TensorType`` (same class and dtype) and ``Shape`` equality (same dims), made without
+    building the new objects unless they differ.
+    """
     if key is None:
-        new_type = ir.serde.deserialize_type_proto_for_type(type_proto)
-        new_shape = ir.serde.deserialize_type_proto_for_shape(type_proto)
-    elif _has(value, key):
-        return False  # the common case on a rerun: build nothing
-    else:
-        new_type = ir.TensorType(key[0])
-        new_shape = None if key[1] is None else ir.Shape(key[1])
+        return _set_any_type(value, type_proto)
+    dtype, dims = key
     changed = False
+    current = value.type
+    if type(current) is not ir.TensorType or current.dtype != dtype:
+        value.type = ir.TensorType(dtype)
+        changed = True
+    if dims is not None:
+        shape = value.shape
+        if shape is None or shape.dims != dims:
+            value.shape = new_shape(dims)
+            changed = True
+    return changed
+
+
+def _set_any_type(value: ir.Value, type_proto: onnx.TypeProto) -> bool:
+    changed = False
+    new_type = ir.serde.deserialize_type_proto_for_type(type_proto)
+    new_shape = ir.serde.deserialize_type_proto_for_shape(type_proto)
     if new_type is not None and value.type != new_type:
         value.type = new_type
         changed = True
@@ -189,15 +260,3 @@ def _set_type(value: ir.Value, type_proto: onnx.TypeProto, cache: dict[bytes, _T
         value.shape = new_shape
         changed = True
     return changed
-
-
-def _has(value: ir.Value, key: _TypeKey) -> bool:
-    """Whether the value already carries tensor type ``key[0]`` and (when known) dims ``key[1]``.
-
-    The same comparisons ``_set_type`` makes (``TensorType`` equality is same class and dtype;
-    ``Shape`` equality compares dims), without building the new objects.
-    """
-    current = value.type
-    if type(current) is not ir.TensorType or current.dtype != key[0]:
-        return False
-    return key[1] is None or (value.shape is not None and value.shape.dims == key[1])

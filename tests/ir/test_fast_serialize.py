@@ -220,3 +220,32 @@ def test_a_name_that_is_not_a_string_fails_as_in_onnx_ir() -> None:
         ir.serde.serialize_model(model)
     assert type(fast.value) is type(reference.value)
 
+
+
+def _initializer(name: str, tensor: ir.TensorProtocol) -> ir.Value:
+    value = ir.Value(name=name, type=ir.TensorType(tensor.dtype), shape=ir.Shape(tensor.shape.dims))
+    value.const_value = tensor
+    return value
+
+
+def test_initializer_tensors() -> None:
+    """Every element type in memory and in a proto; scalars, empty and large tensors, doc strings, metadata."""
+    initializers = []
+    for dtype in ir.DataType:
+        if dtype in (ir.DataType.UNDEFINED, ir.DataType.STRING):
+            continue
+        array = np.arange(6).reshape(2, 3).astype(dtype.numpy())
+        tensor = ir.Tensor(array, dtype=dtype, name="stale name")  # the value's name wins
+        initializers.append(_initializer(f"mem_{dtype.name}", tensor))
+        initializers.append(_initializer(f"proto_{dtype.name}", ir.serde.TensorProtoTensor(
+            ir.serde.serialize_tensor(tensor))))
+    initializers += [_initializer("scalar", ir.tensor(np.float32(2.5))),
+                     _initializer("empty", ir.tensor(np.zeros((0, 3), np.int64))),
+                     _initializer("large", ir.tensor(np.ones(1 << 15, np.float32))),
+                     _initializer("strings", ir.StringTensor(np.array([b"a", b"bc"]))),
+                     _initializer("documented", ir.Tensor(np.ones(2, np.float32), doc_string="doc"))]
+    initializers[-1].const_value.metadata_props["k"] = "v"
+    x = _tensor("x", ir.Shape([2]))
+    node = ir.Node("", "Relu", [x], num_outputs=1)
+    node.outputs[0].name = "y"
+    _same_bytes(_model([node], [x], [node.outputs[0]], initializers=initializers))
