@@ -171,10 +171,14 @@ def _apply(graph: ir.Graph, proto: onnx.GraphProto, cache: dict[bytes, object]) 
     with a short name is read field by field.
     """
     by_name: dict[bytes, ir.Value] = {}
-    for node in graph:
+    with_subgraphs: list[tuple[int, ir.Node]] = []
+    for index, node in enumerate(graph):
         for out in node.outputs:
             if out.name:
                 by_name[out.name.encode()] = out
+        attributes = node.attributes.data
+        if attributes and any(attr.type in _GRAPH_TYPES for attr in attributes.values()):
+            with_subgraphs.append((index, node))
     for value in graph.outputs:
         if value.name:
             by_name[value.name.encode()] = value
@@ -195,10 +199,8 @@ def _apply(graph: ir.Graph, proto: onnx.GraphProto, cache: dict[bytes, object]) 
                 cache[rest] = key
         if key is not _UNTYPED:
             changed |= _set_type(value, key, info.type)
-    for index, node in enumerate(graph):
-        attributes = node.attributes.data
-        if attributes and any(attr.type in _GRAPH_TYPES for attr in attributes.values()):
-            changed |= _apply_subgraphs(node, proto.node[index], cache)
+    for index, node in with_subgraphs:
+        changed |= _apply_subgraphs(node, proto.node[index], cache)
     return changed
 
 
