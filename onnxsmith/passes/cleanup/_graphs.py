@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import onnx_ir as ir
 
+from onnxsmith.ir._release import release_inputs
 from onnxsmith.ir.queries import all_graphs as with_subgraphs  # the graph, then its subgraphs, outer first
 from onnxsmith.ir.queries import node_subgraphs
 
@@ -53,10 +54,10 @@ class Discarded:
 
     ``add`` releases the node's inputs (and those its subgraphs read) at once, so every later
     decision of the pass counts uses as if the node were gone; the node itself stays in its graph
-    until ``remove``, which removes each graph's nodes with one ``Graph.remove(nodes, safe=True)``
-    (onnx_ir builds a set of the graph's outputs through a Python sequence view on every call, so
-    one call per node costs several microseconds more). The removal checks, as one call per node
-    would, that nothing reads the nodes' outputs and that none is a graph output.
+    until ``remove``, which removes each graph's nodes with one ``Graph.remove(nodes)`` (onnx_ir builds a
+    set of the graph's outputs through a Python sequence view on every call, so one call per node
+    costs several microseconds more). The removal checks, as ``safe=True`` would, that nothing but
+    the removed nodes reads their outputs and that none is a graph output.
     """
 
     def __init__(self) -> None:
@@ -71,8 +72,7 @@ class Discarded:
         graph = node.graph
         assert graph is not None, "a discarded node must belong to a graph"
         detach_subgraphs(node)
-        for i in range(len(node.inputs)):
-            node.replace_input_with(i, None)
+        release_inputs(node)
         self._by_graph.setdefault(id(graph), (graph, []))[1].append(node)
         self._nodes.add(node)
 
@@ -82,8 +82,23 @@ class Discarded:
         for key in keys:
             owner, nodes = self._by_graph.pop(key, (None, []))
             if nodes:
-                owner.remove(nodes, safe=True)
+                _check_unread(owner, nodes)
+                owner.remove(nodes)  # not safe=True: the inputs are released, the outputs checked above
                 self._nodes.difference_update(nodes)
+
+
+def _check_unread(graph: ir.Graph, nodes: list[ir.Node]) -> None:
+    """What ``Graph.remove(nodes, safe=True)`` checks: no output is read (but by ``nodes``) or a graph output."""
+    outputs = frozenset(graph.outputs)
+    removed = None
+    for node in nodes:
+        for value in node.outputs:
+            if value in outputs:
+                raise ValueError(f"Node '{node!r}' is still an output of the graph and cannot be removed.")
+            if value.uses():
+                removed = removed or frozenset(nodes)
+                if any(use.node not in removed for use in value.uses()):
+                    raise ValueError(f"Output value '{value!r}' is still being used by nodes that are not removed.")
 
 
 def drop_unused_initializers(values: list[ir.Value | None]) -> list[ir.Value]:
