@@ -7,21 +7,24 @@ import weakref
 from collections import Counter
 from collections.abc import Iterator
 from functools import partial
+from itertools import chain
 from operator import attrgetter, is_not
 
 import numpy as np
 import onnx_ir as ir
 
-from onnxsmith.ir._fields import NODE_DOMAIN_OP
+from onnxsmith.ir._fields import NODE_ATTRIBUTE_DICT, NODE_DOMAIN_OP, node_list
 from onnxsmith.ir._gc import gc_paused
 
 __all__ = ["all_graphs", "all_nodes", "census", "count_nodes", "has_external_data", "header_dims", "initializer_bytes",
-           "model_size",
-           "name_ops", "nbytes", "node_subgraphs", "op_histogram", "op_key", "tensor_bytes"]
+           "model_size", "name_ops", "nbytes", "node_subgraphs", "nodes_with_subgraphs", "op_histogram", "op_key",
+           "tensor_bytes"]
 
 
 _GRAPH = ir.AttributeType.GRAPH
 _GRAPHS = ir.AttributeType.GRAPHS
+_GRAPH_KINDS = frozenset({_GRAPH, _GRAPHS})
+_ATTR_TYPE = attrgetter("type")
 _DOMAIN_OP = NODE_DOMAIN_OP
 _CONST_VALUE = attrgetter("const_value")
 _is_not_none = partial(is_not, None)
@@ -62,10 +65,22 @@ def all_graphs(model: ir.Model | ir.Graph | ir.Function) -> Iterator[ir.Graph]:
     """The main graph (or the function) and every subgraph (If/Loop/Scan bodies), depth first."""
     graph = model.graph if isinstance(model, ir.Model) else model
     yield graph
-    for node in graph:
-        if node.attributes.data:
+    for node in nodes_with_subgraphs(node_list(graph)):
+        if node.graph is graph:  # not removed while an earlier subgraph was being visited
             for sub in node_subgraphs(node):
                 yield from all_graphs(sub)
+
+
+def nodes_with_subgraphs(nodes: list[ir.Node]) -> list[ir.Node]:
+    """The nodes among ``nodes`` that hold a graph attribute, in order.
+
+    Most graphs have none: that is decided from the set of all attribute types, read in bulk,
+    without a Python step per node.
+    """
+    dicts = list(filter(None, map(NODE_ATTRIBUTE_DICT, nodes)))
+    if not dicts or _GRAPH_KINDS.isdisjoint(map(_ATTR_TYPE, chain.from_iterable(map(dict.values, dicts)))):
+        return []
+    return [node for node in nodes if node_subgraphs(node)]
 
 
 def all_nodes(model: ir.Model | ir.Graph | ir.Function) -> Iterator[ir.Node]:
@@ -105,12 +120,11 @@ def census(model: ir.Model) -> tuple[int, int, Counter[str]]:
     with gc_paused():
         while pending:
             graph = pending.pop()
-            members = list(graph)
+            members = node_list(graph)
             nodes += len(members)
             pairs.update(map(_DOMAIN_OP, members))
-            for node in members:
-                if node.attributes.data:
-                    pending.extend(node_subgraphs(node))
+            for node in nodes_with_subgraphs(members):
+                pending.extend(node_subgraphs(node))
             size += initializer_bytes(graph)
     return nodes, size, name_ops(pairs)
 

@@ -32,17 +32,15 @@ from operator import attrgetter, is_, itemgetter
 import onnx_ir as ir
 
 from onnxsmith.errors import VerificationError
-from onnxsmith.ir._fields import (NODE_ATTRIBUTE_DICT, NODE_DOMAIN_OP, NODE_INPUTS, NODE_OUTPUTS, VALUE_NAME,
-                                  VALUE_PRODUCER)
+from onnxsmith.ir._fields import NODE_DOMAIN_OP, NODE_INPUTS, NODE_OUTPUTS, VALUE_NAME, VALUE_PRODUCER, node_list
 from onnxsmith.ir._gc import gc_paused
-from onnxsmith.ir.queries import initializer_bytes, name_ops, node_subgraphs
+from onnxsmith.ir.queries import initializer_bytes, name_ops, node_subgraphs, nodes_with_subgraphs
 
 __all__ = ["verified_census", "verify_structure", "structure_problems"]
 
 _DOMAIN_OP = NODE_DOMAIN_OP
 _INPUTS = NODE_INPUTS
 _OUTPUTS = NODE_OUTPUTS
-_ATTRIBUTE_DICT = NODE_ATTRIBUTE_DICT
 _NAME = VALUE_NAME
 _CONST_VALUE = attrgetter("const_value")
 _PRODUCER = VALUE_PRODUCER
@@ -160,7 +158,7 @@ def _check_graph(graph: ir.Graph, outer: tuple[set[ir.Value | None], ...], enclo
     good_domains = _good_domains(domains)
     inner = (*outer, defined)
     first_named, add_defined = names.setdefault, defined.add  # bound once: this loop is the hot path
-    members = list(graph)
+    members = node_list(graph)
     keys = list(map(_DOMAIN_OP, members))
     _count(counts, graph, members, keys)
     for node, (domain, _) in zip(members, keys):
@@ -211,7 +209,7 @@ def _graph_clean(graph: ir.Graph, outer: tuple[set[ir.Value | None], ...], good_
     if top and any(value.type is None or value.dtype is None for value in graph_inputs):
         return False
     defined.update(initializers)
-    members = list(graph)
+    members = node_list(graph)
     pairs = Counter(map(_DOMAIN_OP, members))
     _count(counts, graph, members, pairs)
     if not good_domains.issuperset(map(_DOMAIN, pairs)):
@@ -220,12 +218,12 @@ def _graph_clean(graph: ir.Graph, outer: tuple[set[ir.Value | None], ...], good_
                 return False
     inner = (*outer, defined)
     outputs = list(map(_OUTPUTS, members))
+    nested = set(nodes_with_subgraphs(members))
     issuperset, define = defined.issuperset, defined.update  # bound once: this loop is the hot path
-    for node, inputs, node_outputs, attributes in zip(members, map(_INPUTS, members), outputs,
-                                                      map(_ATTRIBUTE_DICT, members)):
+    for node, inputs, node_outputs in zip(members, map(_INPUTS, members), outputs):
         if not issuperset(inputs) and not all(any(value in scope for scope in inner) for value in inputs):
             return False
-        if attributes:
+        if nested and node in nested:
             for sub in node_subgraphs(node):
                 if not _graph_clean(sub, inner, good_domains, domains, functions, counts, top=False):
                     return False

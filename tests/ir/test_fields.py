@@ -46,3 +46,29 @@ def test_the_public_property_when_the_slot_holds_something_else():
 
     public = attrgetter("inputs")
     assert _fields._getter(public, "_inputs", sample=Renamed()) is public
+
+
+def test_node_list_is_the_graph_order_after_edits_and_for_functions():
+    from onnxsmith.ir._fields import node_list
+
+    assert node_list is _fields._linked_nodes  # this onnx_ir: the direct walk is checked and used
+    x = ir.Value(name="x")
+    nodes = [ir.Node("", "Relu", [x], name=f"n{i}") for i in range(5)]
+    graph = ir.Graph([x], [], nodes=nodes)
+    graph.remove([nodes[0], nodes[3]])
+    graph.insert_after(nodes[4], ir.Node("", "Neg", [x], name="last"))
+    graph.insert_before(nodes[1], ir.Node("", "Abs", [x], name="first"))
+    assert [n.name for n in node_list(graph)] == [n.name for n in graph] == ["first", "n1", "n2", "n4", "last"]
+    function = ir.Function("local", "f", graph=graph, attributes=[])
+    assert node_list(function) == list(function)
+
+
+def test_nodes_with_subgraphs_finds_them_among_attribute_holders():
+    from onnxsmith.ir.queries import nodes_with_subgraphs
+
+    x = ir.Value(name="x", type=ir.TensorType(ir.DataType.BOOL))
+    body = ir.Graph([], [], nodes=[])
+    plain = ir.Node("", "Concat", [x], [ir.AttrInt64("axis", 0)])
+    branchy = ir.Node("", "If", [x], [ir.AttrGraph("then_branch", body), ir.AttrGraph("else_branch", body)])
+    assert nodes_with_subgraphs([plain, ir.Node("", "Relu", [x])]) == []
+    assert nodes_with_subgraphs([plain, branchy, ir.Node("", "Relu", [x])]) == [branchy]

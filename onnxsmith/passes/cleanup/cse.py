@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import onnx_ir as ir
 
+from onnxsmith.ir._fields import node_list
 from onnxsmith.passes.base import Pass, PassContext, PassResult
 from onnxsmith.passes.cleanup._constants import is_default_domain, is_nondeterministic, string_items, tensor_nbytes
 from onnxsmith.passes.cleanup._graphs import Discarded, node_subgraphs
@@ -76,7 +77,7 @@ class _Merger:
         self.discarded = Discarded()  # merged nodes, removed from their graphs at the end
 
     def walk(self, graph: ir.Graph, table: Table) -> None:
-        for node in list(graph):
+        for node in node_list(graph):
             subgraphs = node_subgraphs(node)
             for sub in subgraphs:
                 self.walk(sub, ChainMap({}, table))

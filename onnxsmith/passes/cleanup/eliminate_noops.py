@@ -23,6 +23,7 @@ from collections import deque
 
 import onnx_ir as ir
 
+from onnxsmith.ir._fields import node_list
 from onnxsmith.passes.base import Pass, PassContext, PassResult
 from onnxsmith.passes.cleanup._constants import is_default_domain
 from onnxsmith.passes.cleanup._graphs import Discarded, all_graphs, drop_unused_initializers
@@ -50,7 +51,7 @@ class EliminateNoops(Pass):
         discarded = Discarded()  # removed from their graphs at the end
         for graph in list(all_graphs(model)):
             opset = graph.opset_imports.get("", default_opset)  # function bodies import their own
-            work = deque(graph)
+            work = deque(node_list(graph))
             while work:
                 node = work.popleft()
                 if node in discarded or node.graph is None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx_ir as ir
 
+from onnxsmith.ir._fields import node_list
 from onnxsmith.passes.base import Pass, PassContext, PassResult
 from onnxsmith.passes.cleanup._constants import (
     constant_node_tensor,
@@ -104,14 +105,14 @@ class _Folder:
         return any(self.stats[k] for k in ("folded_nodes", "lifted_constants", "removed_constant_nodes"))
 
     def fold_graph(self, graph: ir.Graph) -> None:
-        for node in list(graph):
+        for node in node_list(graph):
             if node.attributes.data:  # most nodes have none: skip the call (hot on large graphs)
                 for sub in node_subgraphs(node):
                     self.fold_graph(sub)
             if node.op_type != "Constant" and _worth_trying(node) and self._may_fold(node):
                 self._try_fold(graph, node)
         self.discarded.remove(graph)
-        for node in list(graph):
+        for node in node_list(graph):
             if node.op_type == "Constant" and is_default_domain(node) and node.graph is graph:
                 self._lift_constant(graph, node)
         self.discarded.remove(graph)

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import onnx_ir as ir
 
+from onnxsmith.ir._fields import node_list
 from onnxsmith.ir.queries import all_nodes
 from onnxsmith.passes.base import ALL, Pass, PassContext, PassResult
 from onnxsmith.passes.cleanup._graphs import node_subgraphs, remove_nodes
@@ -70,7 +71,7 @@ def _sweep(graph: ir.Graph, kept: _Live) -> int:
     kept.graphs.append(graph)
     removed = 0
     live: set[ir.Node] = set()
-    nodes = list(graph)
+    nodes = node_list(graph)
     work = [v.producer() for v in graph.outputs]
     work.extend(node for node in nodes if not node.outputs)
     while work:
