@@ -10,7 +10,7 @@ Both the wall time of the work and the CPU time (user + system) of the whole wor
 interpreter start and imports included, are reported. ``--cpu-time`` takes the ratios from CPU
 time, which stays meaningful on a machine shared with other jobs; wall time needs a quiet one.
 
-    python tools/bench_cleanup.py --nodes 100000            # the BENCHMARKS.md figure
+    python tools/bench_cleanup.py --nodes 100000 --repeat 3 # the BENCHMARKS.md figure (median of 3)
     python tools/bench_cleanup.py --nodes 100000 --cpu-time --tools onnxsmith,onnxsim
     python tools/bench_cleanup.py --nodes 20000 --tools onnxsmith,onnxslim
 
@@ -104,6 +104,32 @@ def _equivalent(reference: str, candidate: str) -> str:
     return f"{max(float(np.max(np.abs(e.astype(np.float64) - a))) for e, a in zip(expected, actual)):.2g}"
 
 
+def _run_worker(tool: str, src: str, dst: str, timeout: float) -> dict:
+    """One worker process for ``tool``: its result, or a row with the error."""
+    failed = {"tool": tool, "seconds": float("nan"), "cpu_seconds": float("nan"), "peak_rss_mb": float("nan"),
+              "nodes": -1}
+    try:
+        proc = subprocess.run([sys.executable, __file__, "--worker", tool, src, dst], capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**failed, "seconds": float("inf"), "cpu_seconds": float("inf"),
+                "error": f"timed out after {timeout:.0f}s"}
+    if proc.returncode != 0:
+        return {**failed, "error": ((proc.stderr.strip().splitlines() or ["?"])[-1])[:120]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """The run of median wall time (its CPU time, RSS and nodes), with the spread of all runs."""
+    if "error" in runs[-1]:
+        return runs[-1]
+    ordered = sorted(runs, key=lambda r: r["seconds"])
+    median = dict(ordered[(len(ordered) - 1) // 2])
+    if len(runs) > 1:
+        median["note"] = f"median of {len(runs)}: {ordered[0]['seconds']:.2f}-{ordered[-1]['seconds']:.2f} s"
+    return median
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=100_000)
@@ -111,6 +137,8 @@ def main() -> None:
     parser.add_argument("--tools", default=",".join(TOOLS))
     parser.add_argument("--timeout", type=float, default=1200, help="seconds per tool")
     parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime equivalence check")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per tool, in interleaved rounds; the median run is reported (default 1)")
     parser.add_argument("--cpu-time", action="store_true",
                         help="ratios from CPU time (user + system) instead of wall time (for busy machines)")
     parser.add_argument("--worker", nargs=3, metavar=("TOOL", "SRC", "DST"), help=argparse.SUPPRESS)
@@ -132,24 +160,16 @@ def main() -> None:
         onnxsmith.save(make_model(args.nodes, args.seed), src)
         results = [{"tool": "input", "seconds": 0.0, "cpu_seconds": 0.0, "peak_rss_mb": 0.0,
                     "nodes": _count_nodes(src)}]
-        for tool in args.tools.split(","):
-            dst = os.path.join(tmp, f"{tool}.onnx")
-            try:
-                proc = subprocess.run([sys.executable, __file__, "--worker", tool, src, dst],
-                                      capture_output=True, text=True, timeout=args.timeout)
-            except subprocess.TimeoutExpired:
-                results.append({"tool": tool, "seconds": float("inf"), "cpu_seconds": float("inf"),
-                                "peak_rss_mb": float("nan"), "nodes": -1,
-                                "error": f"timed out after {args.timeout:.0f}s"})
-                continue
-            if proc.returncode != 0:
-                last = (proc.stderr.strip().splitlines() or ["?"])[-1]
-                results.append({"tool": tool, "seconds": float("nan"), "cpu_seconds": float("nan"),
-                                "peak_rss_mb": float("nan"), "nodes": -1, "error": last[:120]})
-                continue
-            result = json.loads(proc.stdout.strip().splitlines()[-1])
-            if not args.no_check:
-                result["max_abs_err"] = _equivalent(src, dst)
+        tools = args.tools.split(",")
+        runs: dict[str, list[dict]] = {tool: [] for tool in tools}
+        for _ in range(args.repeat):  # rounds: every tool once per round, so drifts hit all alike
+            for tool in tools:
+                if not runs[tool] or "error" not in runs[tool][-1]:
+                    runs[tool].append(_run_worker(tool, src, os.path.join(tmp, f"{tool}.onnx"), args.timeout))
+        for tool in tools:
+            result = _median_run(runs[tool])
+            if "error" not in result and not args.no_check:
+                result["max_abs_err"] = _equivalent(src, os.path.join(tmp, f"{tool}.onnx"))
             results.append(result)
 
     key = "cpu_seconds" if args.cpu_time else "seconds"
@@ -162,7 +182,7 @@ def main() -> None:
         ratio = (f"{r[key] / ours[key]:.2f}x" if ours and r["tool"] not in ("input", "onnxsmith")
                  and ours[key] > 0 and r[key] == r[key] else "")
         print(f"{r['tool']:<10} {r['seconds']:>8.2f} {r['cpu_seconds']:>8.2f} {ratio:>12} {r['peak_rss_mb']:>9.0f} "
-              f"{r['nodes']:>8} {r.get('max_abs_err', ''):>12}  {r.get('error', '')}")
+              f"{r['nodes']:>8} {r.get('max_abs_err', ''):>12}  {r.get('error', r.get('note', ''))}")
 
 
 if __name__ == "__main__":
