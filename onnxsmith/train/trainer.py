@@ -106,7 +106,8 @@ class Trainer:
             ``CUDAExecutionProvider``); the carried values live on its device.
         threads: Intra-op threads (0: onnxruntime's default).
         blocked_convs: On the CPU provider, run eligible convolutions in onnxruntime's blocked
-            (NCHWc) layout (:mod:`~onnxsmith.train.blocked_conv`; the same values, faster).
+            (NCHWc) layout (:mod:`~onnxsmith.train.blocked_conv`; the same convolutions with another
+            summation order: equal up to float32 rounding, faster).
 
     Raises:
         ModelInputError: The model is not a training graph with an optimizer step.
