@@ -1,12 +1,13 @@
 """The IR layer: a thin layer over ``onnx_ir`` (load/save, builder, text, queries, views).
 
-The model is always onnx_ir's own objects. A few hot paths build or read them faster than
-onnx_ir's public API allows on graphs of 10^5 nodes, through its private fields:
-``_fast_deserialize`` (load), ``_fast_serialize`` and ``_fast_shape`` (save, shape inference),
-``_fields`` (C-level field getters, node lists) and ``_release`` (dropping a removed node's
-inputs). Each of them checks at import, on a sample object, that it produces or reads exactly
-what the public API does, and falls back to the public API when not (another onnx_ir version):
-slower then, never different. Their tests cover both paths.
+The model is always onnx_ir's own objects. A few hot paths go faster than onnx_ir's public API
+allows on graphs of 10^5 nodes. ``_fast_serialize`` (save, shape inference) writes the protobuf
+wire format itself from public reads; its tests compare its bytes with onnx_ir's serializer on
+every onnx backend model. ``_fast_deserialize`` (load), ``_fast_shape``, ``_fields`` (C-level
+field getters, node lists) and ``_release`` (dropping a removed node's inputs) use onnx_ir's
+private fields: each checks at import, on a sample object, that it builds or reads exactly what
+the public API does, and falls back to the public API when not (another onnx_ir version), slower
+then, never different.
 """
 
 from __future__ import annotations
