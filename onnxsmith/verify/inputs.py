@@ -1,8 +1,12 @@
 """Generating model inputs from the graph's declared types and shapes.
 
 Symbolic dimensions get small concrete values (the same name always gets the same value), unknown
-dimensions get 1. Floats are standard normal, integers small non-negative (safe as indices into
-most axes), booleans random.
+dimensions get 1. Floats are standard normal, integers small non-negative, booleans random.
+
+An integer input that the graph uses as indices into a table (followed through Cast, Reshape,
+Unsqueeze and the like to a ``Gather``'s indices, or to the id inputs of ``EmbedLayerNormalization``)
+is drawn below the smallest table size it indexes: a BERT-style model's ``token_type_ids`` index a
+table of 2 rows, so values up to ``int_high`` would make onnxruntime refuse to run it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import onnx_ir as ir
 
 from onnxsmith.errors import UnsupportedError
 
-__all__ = ["generate_inputs", "model_inputs", "concrete_shape"]
+__all__ = ["generate_inputs", "index_bound", "model_inputs", "concrete_shape"]
 
 DEFAULT_SYMBOLIC_DIM = 2
 
@@ -57,9 +61,55 @@ def generate_inputs(model: ir.Model, *, seed: int = 0, dims: Mapping[str, int] |
         elif value.dtype == ir.DataType.STRING:
             data = np.array(rng.choice(["a", "b", "c"], shape), dtype=object)
         elif value.dtype.is_integer():
-            data = rng.integers(0, int_high, shape).astype(np_dtype)
+            high = min(int_high, index_bound(value) or int_high)
+            data = rng.integers(0, high, shape).astype(np_dtype)
         else:
             raise UnsupportedError(f"cannot generate data for input '{value.name}' of type {value.dtype}",
                                    "pass input data explicitly (--inputs data.npz)")
         feeds[value.name] = data
     return feeds
+
+
+#: Ops through which a value keeps its elements (indices stay indices).
+_INDEX_PRESERVING = frozenset({"Cast", "Identity", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Expand",
+                               "Slice", "Transpose", "Concat"})
+#: ``(domain, op) -> {input index: table input index}`` for ops that read indices into a table's axis 0.
+_TABLES = {("", "Gather"): {1: 0}, ("com.microsoft", "EmbedLayerNormalization"): {0: 2, 1: 4},
+           ("com.microsoft", "GatherBlockQuantized"): {1: 0}}
+
+
+def index_bound(value: ir.Value, *, max_depth: int = 8) -> int | None:
+    """The smallest static size of a table axis that ``value`` indexes (see the module doc), or None."""
+    bounds = []
+    pending, seen = [(value, 0)], set()
+    while pending:
+        current, depth = pending.pop()
+        if id(current) in seen or depth > max_depth:
+            continue
+        seen.add(id(current))
+        for use in current.uses():
+            node, index = use.node, use.idx
+            domain = "" if node.domain in ("", "ai.onnx") else node.domain
+            if domain == "" and node.op_type in _INDEX_PRESERVING:
+                if index == 0 or node.op_type == "Concat":
+                    pending.extend((out, depth + 1) for out in node.outputs[:1])
+                continue
+            table_input = _TABLES.get((domain, node.op_type), {}).get(index)
+            if table_input is None or table_input >= len(node.inputs) or node.inputs[table_input] is None:
+                continue
+            size = _axis_size(node, node.inputs[table_input])
+            if size:
+                bounds.append(size)
+    return min(bounds) if bounds else None
+
+
+def _axis_size(node: ir.Node, table: ir.Value) -> int | None:
+    """The static size of the axis ``node`` indexes in ``table`` (Gather's ``axis``, else 0)."""
+    if table.shape is None:
+        return None
+    axis = node.attributes.get_int("axis", 0) if node.op_type == "Gather" else 0
+    dims = table.shape.dims
+    if not -len(dims) <= axis < len(dims):
+        return None
+    size = dims[axis]
+    return size if isinstance(size, int) and size > 0 else None
