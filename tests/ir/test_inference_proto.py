@@ -99,3 +99,11 @@ def test_written_shapes_are_fresh_and_mutable() -> None:
     assert [shape.get_denotation(i) for i in range(3)] == [None, None, None]
     shape[0] = 5
     assert other.dims == dims and shape.dims == (5, *dims[1:])
+
+
+def test_new_shape_falls_back_to_the_constructor_when_the_layout_differs(monkeypatch) -> None:
+    from onnxsmith.ir import _fast_shape
+
+    assert _fast_shape.new_shape is _fast_shape._direct  # this onnx_ir: the direct path is checked and used
+    monkeypatch.setattr(_fast_shape, "_direct", lambda dims: ir.Shape(list(dims)[:-1]))
+    assert not _fast_shape._same_layout()
