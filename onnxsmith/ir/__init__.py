@@ -7,7 +7,7 @@ every onnx backend model. ``_fast_deserialize`` (load), ``_fast_shape``, ``_fiel
 field getters, node lists) and ``_release`` (dropping a removed node's inputs) use onnx_ir's
 private fields: each checks at import, on a sample object, that it builds or reads exactly what
 the public API does, and falls back to the public API when not (another onnx_ir version), slower
-then, never different.
+then, never different (``_private`` holds that rule).
 """
 
 from __future__ import annotations

@@ -31,6 +31,8 @@ import onnx
 import onnx_ir as ir
 from onnx_ir import serde
 
+from onnxsmith.ir._private import agrees, fields
+
 try:
     from onnx_ir._core import Usage
     from onnx_ir._graph_containers import Attributes
@@ -87,23 +89,20 @@ _new = object.__new__
 
 def _layout(node: ir.Node) -> dict:
     """Every field of a node, containers by content, values by name and uses."""
-    fields = {slot: getattr(node, slot) for slot in type(node).__slots__}
-    fields["_inputs"] = [v and (v.name, [(u.node is node, u.idx) for u in v.uses()]) for v in node.inputs]
-    fields["_outputs"] = [(v.name, v.producer() is node, v.index()) for v in node.outputs]
+    found = fields(node)
+    found["_inputs"] = [v and (v.name, [(u.node is node, u.idx) for u in v.uses()]) for v in node.inputs]
+    found["_outputs"] = [(v.name, v.producer() is node, v.index()) for v in node.outputs]
     attributes = node._attributes
-    fields["_attributes"] = (type(attributes), vars(attributes).keys(), attributes._owner is node, dict(attributes))
-    return {**fields, "__dict__": getattr(node, "__dict__", None)}
+    found["_attributes"] = (type(attributes), vars(attributes).keys(), attributes._owner is node, dict(attributes))
+    return found
 
 
 def _same_layout() -> bool:
     """Whether ``_new_node`` builds what ``Node.__init__`` builds, in this onnx_ir."""
-    try:
-        attr = ir.AttrInt64("axis", 1)
-        made = [make("", "Concat", [_Value(name="a"), None], [attr], "", [_Value(name="y")], "n", None, {"k": "v"})
-                for make in (_new_node, _init_node)]
-        return _layout(made[0]) == _layout(made[1])
-    except Exception:  # noqa: BLE001 - any mismatch of private fields means: use the constructor
-        return False
+    attr = ir.AttrInt64("axis", 1)
+    made = [make("", "Concat", [_Value(name="a"), None], [attr], "", [_Value(name="y")], "n", None, {"k": "v"})
+            for make in (_new_node, _init_node)]
+    return _layout(made[0]) == _layout(made[1])
 
 
 def _init_node(domain, op_type, inputs, attributes, overload, outputs, name, doc_string, metadata_props) -> ir.Node:
@@ -127,7 +126,7 @@ def _onnx_ir_internals() -> tuple | None:
 
 
 _INTERNALS = _onnx_ir_internals()
-_FAST_NODES = _INTERNALS is not None and _same_layout()
+_FAST_NODES = _INTERNALS is not None and agrees(_same_layout)
 _make_node = _new_node if _FAST_NODES else _init_node
 #: Whether this onnx version has multi-device fields (onnx >= 1.19).
 _DEVICES = hasattr(onnx.NodeProto(), "device_configurations")

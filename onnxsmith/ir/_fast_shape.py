@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import onnx_ir as ir
 
+from onnxsmith.ir._private import agrees, fields
+
 __all__ = ["new_shape"]
 
 _Shape = ir.Shape
@@ -28,18 +30,10 @@ def _direct(dims: Sequence[int | ir.SymbolicDim]) -> ir.Shape:
     return shape
 
 
-def _layout(shape: ir.Shape) -> dict:
-    slots = {slot: getattr(shape, slot) for slot in type(shape).__slots__}
-    return {**slots, "__dict__": getattr(shape, "__dict__", None)}
-
-
 def _same_layout() -> bool:
     """Whether ``_direct`` builds what ``Shape.__init__`` builds, in this onnx_ir."""
-    try:
-        dims = (1, ir.SymbolicDim("N"), ir.SymbolicDim(None))
-        return _layout(_direct(dims)) == _layout(_Shape(dims))
-    except Exception:  # noqa: BLE001 - any mismatch of private fields means: use the constructor
-        return False
+    dims = (1, ir.SymbolicDim("N"), ir.SymbolicDim(None))
+    return fields(_direct(dims)) == fields(_Shape(dims))
 
 
-new_shape = _direct if _same_layout() else _Shape
+new_shape = _direct if agrees(_same_layout) else _Shape

@@ -19,6 +19,8 @@ from typing import Any
 
 import onnx_ir as ir
 
+from onnxsmith.ir._private import agrees, slot_names
+
 __all__ = ["NODE_ATTRIBUTE_DICT", "NODE_DOMAIN_OP", "NODE_INPUTS", "NODE_OUTPUTS", "VALUE_NAME", "VALUE_PRODUCER",
            "node_list"]
 
@@ -31,14 +33,10 @@ def _sample() -> tuple[ir.Node, ir.Value]:
 
 def _getter(public: Any, *slots: str, sample: Any) -> Any:
     """``attrgetter(*slots)`` when it reads what ``public`` reads on ``sample``, else ``public``."""
-    declared = set().union(*(getattr(c, "__slots__", ()) for c in type(sample).__mro__))
-    if not {slot.split(".")[0] for slot in slots} <= declared:
+    if not {slot.split(".")[0] for slot in slots} <= slot_names(type(sample)):
         return public
     fast = attrgetter(*slots)
-    try:
-        return fast if fast(sample) == public(sample) else public
-    except AttributeError:
-        return public
+    return fast if agrees(lambda: fast(sample) == public(sample)) else public
 
 
 _NODE, _VALUE = _sample()
@@ -73,16 +71,13 @@ def _linked_nodes(graph: ir.Graph | ir.Function) -> list[ir.Node]:
 
 
 def _same_nodes() -> bool:
-    try:
-        x = ir.Value(name="x")
-        nodes = [ir.Node("", "Relu", [x]) for _ in range(4)]
-        graph = ir.Graph([x], [], nodes=nodes)
-        graph.remove(nodes[1])
-        graph.insert_before(nodes[0], ir.Node("", "Neg", [x]))
-        return _linked_nodes(graph) == list(graph) and len(list(graph)) == 4
-    except Exception:  # noqa: BLE001 - another private layout: iterate publicly
-        return False
+    x = ir.Value(name="x")
+    nodes = [ir.Node("", "Relu", [x]) for _ in range(4)]
+    graph = ir.Graph([x], [], nodes=nodes)
+    graph.remove(nodes[1])
+    graph.insert_before(nodes[0], ir.Node("", "Neg", [x]))
+    return _linked_nodes(graph) == list(graph) and len(list(graph)) == 4
 
 
 #: ``list(graph)``: the nodes of the graph (or function) in order.
-node_list = _linked_nodes if _same_nodes() else list
+node_list = _linked_nodes if agrees(_same_nodes) else list

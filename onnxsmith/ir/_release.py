@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
+from onnxsmith.ir._private import agrees
+
 __all__ = ["release_inputs"]
 
 
@@ -30,18 +32,15 @@ def _release_publicly(node: ir.Node) -> None:
 
 def _same_end_state() -> bool:
     """Whether ``_release_directly`` leaves what ``_release_publicly`` leaves, in this onnx_ir."""
-    try:
-        results = []
-        for release in (_release_directly, _release_publicly):
-            a, b = ir.Value(name="a"), ir.Value(name="b")
-            node = ir.Node("", "Op", [a, b, None, a])
-            other = ir.Node("", "Op", [b, a])
-            release(node)
-            results.append((node.inputs, [[(u.node is other, u.idx) for u in v.uses()] for v in (a, b)]))
-        return results[0] == results[1]
-    except Exception:  # noqa: BLE001 - another private layout: use the public method
-        return False
+    results = []
+    for release in (_release_directly, _release_publicly):
+        a, b = ir.Value(name="a"), ir.Value(name="b")
+        node = ir.Node("", "Op", [a, b, None, a])
+        other = ir.Node("", "Op", [b, a])
+        release(node)
+        results.append((node.inputs, [[(u.node is other, u.idx) for u in v.uses()] for v in (a, b)]))
+    return results[0] == results[1]
 
 
 #: Sets every input of the node to None and drops the node from those values' uses.
-release_inputs = _release_directly if _same_end_state() else _release_publicly
+release_inputs = _release_directly if agrees(_same_end_state) else _release_publicly

@@ -72,3 +72,14 @@ def test_nodes_with_subgraphs_finds_them_among_attribute_holders():
     branchy = ir.Node("", "If", [x], [ir.AttrGraph("then_branch", body), ir.AttrGraph("else_branch", body)])
     assert nodes_with_subgraphs([plain, ir.Node("", "Relu", [x])]) == []
     assert nodes_with_subgraphs([plain, branchy, ir.Node("", "Relu", [x])]) == [branchy]
+
+
+def test_a_probe_that_fails_or_raises_keeps_the_public_api():
+    from onnxsmith.ir._private import agrees, fields
+
+    def raises():
+        raise AttributeError("_nodes")
+
+    assert agrees(lambda: True) and not agrees(lambda: False) and not agrees(raises)
+    x = ir.Value(name="x")
+    assert fields(x)["_name"] == "x" and "__dict__" in fields(x)

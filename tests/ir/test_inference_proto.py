@@ -103,7 +103,8 @@ def test_written_shapes_are_fresh_and_mutable() -> None:
 
 def test_new_shape_falls_back_to_the_constructor_when_the_layout_differs(monkeypatch) -> None:
     from onnxsmith.ir import _fast_shape
+    from onnxsmith.ir._private import agrees
 
     assert _fast_shape.new_shape is _fast_shape._direct  # this onnx_ir: the direct path is checked and used
     monkeypatch.setattr(_fast_shape, "_direct", lambda dims: ir.Shape(list(dims)[:-1]))
-    assert not _fast_shape._same_layout()
+    assert not agrees(_fast_shape._same_layout)
