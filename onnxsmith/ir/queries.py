@@ -25,7 +25,6 @@ _GRAPH = ir.AttributeType.GRAPH
 _GRAPHS = ir.AttributeType.GRAPHS
 _GRAPH_KINDS = frozenset({_GRAPH, _GRAPHS})
 _ATTR_TYPE = attrgetter("type")
-_DOMAIN_OP = NODE_DOMAIN_OP
 _CONST_VALUE = attrgetter("const_value")
 _is_not_none = partial(is_not, None)
 
@@ -122,7 +121,7 @@ def census(model: ir.Model) -> tuple[int, int, Counter[str]]:
             graph = pending.pop()
             members = node_list(graph)
             nodes += len(members)
-            pairs.update(map(_DOMAIN_OP, members))
+            pairs.update(map(NODE_DOMAIN_OP, members))
             for node in nodes_with_subgraphs(members):
                 pending.extend(node_subgraphs(node))
             size += initializer_bytes(graph)

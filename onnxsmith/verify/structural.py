@@ -38,12 +38,7 @@ from onnxsmith.ir.queries import initializer_bytes, name_ops, node_subgraphs, no
 
 __all__ = ["verified_census", "verify_structure", "structure_problems"]
 
-_DOMAIN_OP = NODE_DOMAIN_OP
-_INPUTS = NODE_INPUTS
-_OUTPUTS = NODE_OUTPUTS
-_NAME = VALUE_NAME
 _CONST_VALUE = attrgetter("const_value")
-_PRODUCER = VALUE_PRODUCER
 _DOMAIN = itemgetter(0)
 
 
@@ -159,7 +154,7 @@ def _check_graph(graph: ir.Graph, outer: tuple[set[ir.Value | None], ...], enclo
     inner = (*outer, defined)
     first_named, add_defined = names.setdefault, defined.add  # bound once: this loop is the hot path
     members = node_list(graph)
-    keys = list(map(_DOMAIN_OP, members))
+    keys = list(map(NODE_DOMAIN_OP, members))
     _count(counts, graph, members, keys)
     for node, (domain, _) in zip(members, keys):
         if len(problems) >= limit:
@@ -210,17 +205,17 @@ def _graph_clean(graph: ir.Graph, outer: tuple[set[ir.Value | None], ...], good_
         return False
     defined.update(initializers)
     members = node_list(graph)
-    pairs = Counter(map(_DOMAIN_OP, members))
+    pairs = Counter(map(NODE_DOMAIN_OP, members))
     _count(counts, graph, members, pairs)
     if not good_domains.issuperset(map(_DOMAIN, pairs)):
         for node in members:
             if node.domain not in good_domains and _domain_problems(node, domains, functions):
                 return False
     inner = (*outer, defined)
-    outputs = list(map(_OUTPUTS, members))
+    outputs = list(map(NODE_OUTPUTS, members))
     nested = set(nodes_with_subgraphs(members))
     issuperset, define = defined.issuperset, defined.update  # bound once: this loop is the hot path
-    for node, inputs, node_outputs in zip(members, map(_INPUTS, members), outputs):
+    for node, inputs, node_outputs in zip(members, map(NODE_INPUTS, members), outputs):
         if not issuperset(inputs) and not all(any(value in scope for scope in inner) for value in inputs):
             return False
         if nested and node in nested:
@@ -229,9 +224,9 @@ def _graph_clean(graph: ir.Graph, outer: tuple[set[ir.Value | None], ...], good_
                     return False
         define(node_outputs)
     produced = list(chain.from_iterable(outputs))
-    if not all(map(is_, map(_PRODUCER, produced), chain.from_iterable(map(repeat, members, map(len, outputs))))):
+    if not all(map(is_, map(VALUE_PRODUCER, produced), chain.from_iterable(map(repeat, members, map(len, outputs))))):
         return False
-    names = list(filter(None, map(_NAME, chain(graph_inputs, initializers, produced))))
+    names = list(filter(None, map(VALUE_NAME, chain(graph_inputs, initializers, produced))))
     if len(set(names)) != len(names):
         return False  # maybe one value listed twice (not a problem): let _check_graph tell
     for value in graph.outputs:
