@@ -4,11 +4,12 @@
 checked (``_validate``): external data must live inside the model's folder and be as large as
 the tensor's shape says, inline data must match its declared size. Hostile or corrupt files
 therefore fail with a one-line ``ModelInputError`` instead of crashing or allocating what their
-headers claim. The ONNX checker reads the file itself, before ``load`` does, so that its copy of
-the model is gone before ours is parsed (peak memory: two copies of the file, not four); its
-verdict is reported only after the header checks pass, which name a problem more precisely. A
-file of ``DETACH_MIN_BYTES`` or more is parsed without its large initializer data (``_skeleton``),
-which is then read from the file into arrays of their own: one copy of the weights, not two.
+headers claim. A file of ``DETACH_MIN_BYTES`` or more is parsed without its large initializer
+data (``_skeleton``), which is then read from the file into arrays of their own: one copy of the
+weights, not two; the ONNX checker checks that skeleton too (``_checker_verdict``). A smaller
+file is checked by the checker reading the file itself, before ``load`` does, so that its copy of
+the model is gone before ours is parsed. The checker's verdict is reported only after the header
+checks pass, which name a problem more precisely.
 Tensors stored as external data stay on disk: onnx_ir's ``ExternalTensor`` memory-maps its file
 on first use, so a pipeline whose passes do not touch the weights never reads them.
 
@@ -43,7 +44,7 @@ from onnxsmith.ir._fast_serialize import serialize_model
 from onnxsmith.ir._gc import gc_paused
 from onnxsmith.ir._proto_extras import deserialize, finish_proto, model_graphs, sparse_detached
 from onnxsmith.ir._skeleton import is_self_reference, read_skeleton
-from onnxsmith.ir._validate import TensorFacts, check_tensors, shown_path
+from onnxsmith.ir._validate import TensorFacts, check_tensors, iter_tensors, shown_path
 from onnxsmith.ir.queries import all_nodes, nbytes
 
 __all__ = ["AUTO_EXTERNAL_BYTES", "EXTERNAL_THRESHOLD_BYTES", "PROTOBUF_LIMIT", "load", "load_proto_checked",
@@ -154,9 +155,10 @@ def _read_proto(path: Path, *, check: bool, skeleton: bool = False) -> tuple[onn
         raise ModelInputError(f"model file not found: {shown}", "check the path")
     if path.is_dir():
         raise ModelInputError(f"model path is a folder: {shown}", "pass the .onnx file inside it")
-    verdict = _checker_verdict(path) if check else None
     try:
-        data = (read_skeleton(path) if skeleton else None) or path.read_bytes()
+        data = read_skeleton(path) if skeleton else None
+        verdict = _checker_verdict(path, data) if check else None
+        data = data or path.read_bytes()
     except OSError as e:
         raise ModelInputError(f"cannot read model file {shown}: {e.strerror}", "check permissions") from e
     if not data:
@@ -178,18 +180,49 @@ def _read_proto(path: Path, *, check: bool, skeleton: bool = False) -> tuple[onn
     return proto, facts
 
 
-def _checker_verdict(path: Path) -> onnx.checker.ValidationError | None:
+def _checker_verdict(path: Path, skeleton: bytes | None = None) -> onnx.checker.ValidationError | None:
     """The ONNX checker's objection to the model file at ``path``, or None.
 
     Given the path (not a ModelProto, which it would serialize into a second copy) the checker
     parses the file on its own, resolves external data against the model's folder and never
-    reads that data.
+    reads that data. Given the file's ``skeleton`` (``read_skeleton``) as well, it checks that
+    instead, so that a large file is not parsed whole once more: each reference the skeleton
+    made into the file is named ``#<file>``, which the checker takes as data held elsewhere
+    (it checks the reference and the tensor header, not the bytes; the skeleton references
+    only data whose size matches its header). A skeleton with external tensors of the file's
+    own, which the checker would look for in the working folder, and any objection to the
+    skeleton, send the checker to the file itself: its verdict on the file is the one given.
     """
+    if skeleton is not None:
+        proto = _checkable_skeleton(skeleton, path.name)
+        if proto is not None:
+            try:
+                onnx.checker.check_model(proto)
+                return None
+            except (onnx.checker.ValidationError, ValueError):
+                pass
     try:
         onnx.checker.check_model(str(path))
     except onnx.checker.ValidationError as e:
         return e
     return None
+
+
+def _checkable_skeleton(skeleton: bytes, file_name: str) -> bytes | None:
+    """The skeleton with its references into the model file named ``#<file_name>``; None if the
+    model has external data of its own or the skeleton references nothing (the file is then
+    checked as it is)."""
+    proto = onnx.ModelProto.FromString(skeleton)
+    renamed = 0
+    for _, tensor in iter_tensors(proto):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e for e in tensor.external_data if e.key == "location"), None)
+        if location is None or location.value != file_name:
+            return None
+        location.value = "#" + file_name
+        renamed += 1
+    return proto.SerializeToString() if renamed else None
 
 
 def save(

@@ -81,3 +81,54 @@ def test_a_hard_linked_or_truncated_file_is_read_whole(tmp_path, large):
     assert read_skeleton(cut) is None
     with pytest.raises(ModelInputError):
         load(cut)
+
+
+def _checked(monkeypatch) -> list:
+    """Records what the ONNX checker is handed: a path (str) or serialized bytes."""
+    seen, check = [], onnx.checker.check_model
+    monkeypatch.setattr(onnx.checker, "check_model", lambda m, *a, **k: (seen.append(m), check(m, *a, **k))[1])
+    return seen
+
+
+def test_the_checker_reads_the_skeleton_not_the_whole_file(tmp_path, large, monkeypatch):
+    path = tmp_path / "m.onnx"
+    save(_model(64), path)
+    seen = _checked(monkeypatch)
+    load(path)
+    assert len(seen) == 1 and isinstance(seen[0], bytes) and len(seen[0]) < path.stat().st_size // 2
+    checked = onnx.ModelProto.FromString(seen[0]).graph.initializer[0]
+    assert {e.key: e.value for e in checked.external_data}["location"] == "#m.onnx"
+
+
+def test_an_objection_to_the_skeleton_is_the_files_verdict(tmp_path, large, monkeypatch):
+    proto = ir.to_proto(_model(64))
+    proto.graph.node[0].op_type = "NoSuchOp"
+    path = tmp_path / "bad.onnx"
+    onnx.save(proto, path)
+    with pytest.raises(onnx.checker.ValidationError) as whole:
+        onnx.checker.check_model(str(path))
+    seen = _checked(monkeypatch)
+    with pytest.raises(ModelInputError, match="fails the ONNX checker: .*NoSuchOp") as ours:
+        load(path)
+    assert [type(m) for m in seen] == [bytes, str]  # the file itself gives the verdict
+    assert str(whole.value).splitlines()[0] in str(ours.value)
+
+
+def test_a_model_with_external_data_of_its_own_is_checked_from_the_file(tmp_path, large, monkeypatch):
+    b = GraphBuilder(opset=21)
+    x = b.input("x", "float32", [1, 64])
+    w = b.initializer("w", np.ones((64, 64), np.float32))
+    far = b.initializer("far", np.ones((64,), np.float32))
+    b.output(b.op("Add", b.MatMul(x, w), far), "y")
+    proto = ir.to_proto(b.build())
+    onnx.external_data_helper.convert_model_to_external_data(proto, location="far.bin", size_threshold=0,
+                                                              all_tensors_to_one_file=True)
+    proto.graph.initializer[0].ClearField("external_data")  # w back inline (large): the skeleton references it
+    proto.graph.initializer[0].data_location = onnx.TensorProto.DEFAULT
+    proto.graph.initializer[0].raw_data = np.ones((64, 64), np.float32).tobytes()
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, path)  # writes far.bin, keeps w inline
+    seen = _checked(monkeypatch)
+    monkeypatch.chdir(tmp_path.parent)  # a check of the bytes would look for far.bin here
+    load(path)
+    assert [type(m) for m in seen] == [str]
