@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from onnxsmith.codegen._table_cache import CACHE_DIR_ENV
 from onnxsmith.passes import registry
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_table_cache(tmp_path_factory):
+    """Keeps the op-table cache of this session (and of the CLI processes it starts) in a temporary
+    folder: the tests never read or write the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_DIR_ENV, str(tmp_path_factory.mktemp("onnxsmith-cache")))
+        yield
 
 
 @pytest.fixture

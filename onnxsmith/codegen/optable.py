@@ -21,6 +21,10 @@ Three kinds of tables exist:
   ``onnx`` package, each version its own kernel.
 - ``declared_table(...)``: hand-written data for providers we cannot query (the standard table minus
   documented exclusions, plus named contrib ops); an approximation, stated as such in ``source``.
+
+What is read from the installed onnxruntime and onnx (kernel registrations, schema versions) is
+kept on disk per installed build (:mod:`onnxsmith.codegen._table_cache`): a process whose tables
+are cached never imports onnxruntime unless it runs a model.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
+
+from onnxsmith.codegen._table_cache import cached, native_build
 
 __all__ = [
     "OPEN",
@@ -147,48 +153,79 @@ def _ranges(versions: Iterable[int]) -> list[tuple[int, int]]:
     return [(v, (ordered[i + 1] - 1) if i + 1 < len(ordered) else OPEN) for i, v in enumerate(ordered)]
 
 
-def _type_constraints(raw: Mapping[str, Iterable[str]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    return tuple(sorted((name, tuple(types)) for name, types in raw.items()))
+#: The native modules whose build identifies the installed onnxruntime and onnx (cache keys).
+_ORT_NATIVE = ("onnxruntime", "capi.onnxruntime_pybind11_state")
+_ONNX_NATIVE = ("onnx", "onnx_cpp2py_export")
+
+# Cached values are plain JSON; their decoders check every item's type, so that a corrupt entry
+# fails while it is read (and is recomputed) rather than at a later lookup.
+
+
+def _str(value: Any) -> str:
+    if type(value) is not str:
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _int(value: Any) -> int:
+    if type(value) is not int:
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _item(items: list[Any], index: Any) -> Any:
+    if not 0 <= _int(index) < len(items):
+        raise IndexError(f"index {index} out of range")
+    return items[index]
 
 
 @functools.cache
 def _ort_since_versions() -> Mapping[OpId, tuple[int, ...]]:
+    """Schema versions of every op onnxruntime knows (all domains), by (domain, op_type)."""
+    return cached("onnxruntime-schemas", native_build(*_ORT_NATIVE), _read_ort_since_versions, _decode_versions)
+
+
+def _read_ort_since_versions() -> list[list[Any]]:
     from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
     found: dict[OpId, set[int]] = {}
     for schema in ort_state.get_all_operator_schema():
         found.setdefault((normalize_domain(schema.domain), schema.name), set()).add(schema.since_version)
-    return {key: tuple(sorted(v)) for key, v in found.items()}
+    return [[domain, op, sorted(versions)] for (domain, op), versions in found.items()]
+
+
+def _decode_versions(rows: list[list[Any]]) -> dict[OpId, tuple[int, ...]]:
+    return {(_str(domain), _str(op)): tuple(map(_int, versions)) for domain, op, versions in rows}
+
+
+Registration = tuple[int, int, tuple[tuple[str, tuple[str, ...]], ...]]  # first, last, type constraints
 
 
 class _RegistryKernels(Mapping[OpId, tuple[Kernel, ...]]):
-    """onnxruntime's kernel definitions by op, turned into ``Kernel`` objects on an op's first lookup.
+    """Kernel registrations by op, turned into ``Kernel`` objects on an op's first lookup.
 
-    Reading and sorting the type constraints of all ~1500 CPU kernels took about 20 ms, three
-    quarters of building the table, while a run asks about a handful of ops (``supports_op``).
-    Keys, ``len`` and membership need no conversion.
+    Making ``Kernel`` objects of all ~1500 CPU registrations takes about 10 ms, while a run asks
+    about a handful of ops (``supports_op``). Keys, ``len`` and membership need no conversion.
     """
 
-    def __init__(self, definitions: Mapping[OpId, list[Any]]) -> None:
-        self._definitions = definitions
+    def __init__(self, registrations: Mapping[OpId, list[Registration]]) -> None:
+        self._registrations = registrations
         self._kernels: dict[OpId, tuple[Kernel, ...]] = {}
 
     def __getitem__(self, key: OpId) -> tuple[Kernel, ...]:
         kernels = self._kernels.get(key)
         if kernels is None:
-            kernels = self._kernels[key] = tuple(
-                Kernel(*key, *d.version_range, _type_constraints(d.type_constraints)) for d in self._definitions[key]
-            )
+            kernels = self._kernels[key] = tuple(Kernel(*key, *r) for r in self._registrations[key])
         return kernels
 
     def __contains__(self, key: object) -> bool:
-        return key in self._definitions
+        return key in self._registrations
 
     def __iter__(self) -> Iterator[OpId]:
-        return iter(self._definitions)
+        return iter(self._registrations)
 
     def __len__(self) -> int:
-        return len(self._definitions)
+        return len(self._registrations)
 
 
 @functools.cache
@@ -197,36 +234,75 @@ def kernel_registry_table(provider: str) -> OpTable:
 
     Only providers compiled into the installed build appear; an absent one yields an empty table.
     """
-    import onnxruntime
-    from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
-
-    definitions: dict[OpId, list[Any]] = {}
-    for d in ort_state.get_all_opkernel_def():
-        if d.provider == provider:
-            definitions.setdefault((normalize_domain(d.domain), d.op_name), []).append(d)
+    version, registrations = cached(f"onnxruntime-kernels-{provider}", native_build(*_ORT_NATIVE),
+                                    lambda: _read_kernel_registrations(provider), _decode_registrations)
     return OpTable(
-        source=f"onnxruntime {onnxruntime.__version__} kernel registry ({provider})",
-        kernels=_RegistryKernels(definitions),
+        source=f"onnxruntime {version} kernel registry ({provider})",
+        kernels=_RegistryKernels(registrations),
         since_versions=_ort_since_versions(),
         inlines_functions=True,
     )
 
 
+def _read_kernel_registrations(provider: str) -> dict[str, Any]:
+    """onnxruntime's kernel definitions for ``provider`` as JSON data.
+
+    Each kernel is ``[domain, op, first, last, c]`` where ``c`` indexes ``constraints``, a list of
+    distinct type-constraint sets ``[[name, t], ...]`` sorted by name, and ``t`` indexes ``types``,
+    the distinct lists of allowed types (in onnxruntime's order): most kernels share them.
+    """
+    import onnxruntime
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+    types: dict[tuple[str, ...], int] = {}
+    constraints: dict[tuple[tuple[str, int], ...], int] = {}
+    kernels = []
+    for d in ort_state.get_all_opkernel_def():
+        if d.provider != provider:
+            continue
+        constraint = tuple((name, types.setdefault(tuple(allowed), len(types)))
+                           for name, allowed in sorted(d.type_constraints.items()))
+        first, last = d.version_range
+        kernels.append([normalize_domain(d.domain), d.op_name, first, last,
+                        constraints.setdefault(constraint, len(constraints))])
+    return {"version": onnxruntime.__version__, "types": [list(t) for t in types],
+            "constraints": [[list(pair) for pair in c] for c in constraints], "kernels": kernels}
+
+
+def _decode_registrations(value: dict[str, Any]) -> tuple[str, dict[OpId, list[Registration]]]:
+    types = [tuple(map(_str, allowed)) for allowed in value["types"]]
+    constraints = [tuple((_str(name), _item(types, t)) for name, t in c) for c in value["constraints"]]
+    registrations: dict[OpId, list[Registration]] = {}
+    for domain, op, first, last, c in value["kernels"]:
+        registrations.setdefault((_str(domain), _str(op)), []).append((_int(first), _int(last), _item(constraints, c)))
+    return _str(value["version"]), registrations
+
+
 @functools.cache
 def _standard_schemas() -> tuple[Mapping[OpId, tuple[int, ...]], Mapping[OpId, int]]:
     """Schema versions of the default ONNX domain (installed onnx package), and where ops got deprecated."""
+    return cached("onnx-schemas", native_build(*_ONNX_NATIVE), _read_standard_schemas, _decode_standard_schemas)
+
+
+def _read_standard_schemas() -> dict[str, list[list[Any]]]:
     import onnx.defs
 
-    found: dict[OpId, set[int]] = {}
-    deprecated_from: dict[OpId, int] = {}
+    found: dict[str, set[int]] = {}
+    deprecated_from: dict[str, int] = {}
     for schema in onnx.defs.get_all_schemas_with_history():
         if schema.domain not in ("", "ai.onnx"):
             continue
-        key = ("", schema.name)
-        found.setdefault(key, set()).add(schema.since_version)
+        found.setdefault(schema.name, set()).add(schema.since_version)
         if schema.deprecated:
-            deprecated_from[key] = min(schema.since_version, deprecated_from.get(key, OPEN))
-    return {key: tuple(sorted(vs)) for key, vs in found.items()}, deprecated_from
+            deprecated_from[schema.name] = min(schema.since_version, deprecated_from.get(schema.name, OPEN))
+    return {"versions": [[op, sorted(vs)] for op, vs in found.items()],
+            "deprecated_from": [[op, v] for op, v in deprecated_from.items()]}
+
+
+def _decode_standard_schemas(value: dict[str, Any]) -> tuple[dict[OpId, tuple[int, ...]], dict[OpId, int]]:
+    versions = {("", _str(op)): tuple(map(_int, vs)) for op, vs in value["versions"]}
+    deprecated_from = {("", _str(op)): _int(v) for op, v in value["deprecated_from"]}
+    return versions, deprecated_from
 
 
 @functools.cache

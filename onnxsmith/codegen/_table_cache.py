@@ -1,0 +1,134 @@
+"""A persistent cache of the tables derived from the installed onnxruntime and onnx packages.
+
+Building the cpu target's op table imports onnxruntime (about 0.1 s and 20 MiB) and lists every
+kernel definition and operator schema it holds (another 15 MiB the allocator keeps): in a dynamic
+quantization of a small model, more than the passes themselves. The tables only depend on the
+installed build, so each is written once as JSON and read back (a few ms) by later processes, which
+then import onnxruntime only if they run it.
+
+An entry is keyed by what determines it: the format version, the entry's name and the identity of
+the installed build (path, size and modification time of the package's native module, found
+without importing the package; a reinstall or an upgrade changes them). The file name carries a
+hash of the key, and the key is stored in the file and compared when it is read.
+
+Location: ``$ONNXSMITH_CACHE_DIR``, else ``$XDG_CACHE_HOME/onnxsmith``, else ``~/.cache/onnxsmith``;
+``ONNXSMITH_NO_CACHE=1`` turns the cache off. The cache never causes an error: a missing, corrupt,
+stale or unreadable entry is computed afresh, and a write that fails is only logged (DEBUG).
+Entries are written atomically (a temporary file renamed over the old one), so concurrent
+processes read either a whole old entry or a whole new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.machinery
+import importlib.util
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = ["CACHE_DIR_ENV", "FORMAT", "NO_CACHE_ENV", "cache_dir", "cached", "native_build"]
+
+log = logging.getLogger(__name__)
+
+#: Bumped whenever the layout of an entry's value changes.
+FORMAT = 1
+CACHE_DIR_ENV = "ONNXSMITH_CACHE_DIR"
+NO_CACHE_ENV = "ONNXSMITH_NO_CACHE"
+
+R = TypeVar("R")
+
+#: What a stored entry may fail with when it is not what ``decode`` expects (a corrupt or foreign file).
+_BAD_ENTRY = (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError)
+
+
+def cache_dir() -> Path | None:
+    """The folder of the cache, or None when ``ONNXSMITH_NO_CACHE`` is set (to anything but 0)."""
+    if os.environ.get(NO_CACHE_ENV, "") not in ("", "0"):
+        return None
+    explicit = os.environ.get(CACHE_DIR_ENV)
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "onnxsmith"
+
+
+def native_build(package: str, module: str) -> dict[str, Any] | None:
+    """Identity of an installed build: path, size and mtime of ``package``'s native ``module``.
+
+    ``module`` is dotted and relative to the package (``"capi.onnxruntime_pybind11_state"``). The
+    package is located without being imported. None if it or the module is not found.
+    """
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    *folders, stem = module.split(".")
+    for location in spec.submodule_search_locations:
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path = Path(location, *folders, stem + suffix)
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            return {"module": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return None
+
+
+def cached(name: str, build: Mapping[str, Any] | None, compute: Callable[[], Any],
+           decode: Callable[[Any], R]) -> R:
+    """``decode(compute())``, with ``compute``'s JSON value kept on disk for the same ``build``.
+
+    Args:
+        name: The entry (part of the file name; letters, digits and dashes).
+        build: What determines the value (``native_build(...)``); None computes without caching.
+        compute: Returns the value as plain JSON data.
+        decode: Turns the value into the result; raises ``ValueError``/``TypeError``/``KeyError``/
+            ``IndexError`` on data of the wrong shape, so that a corrupt entry is recomputed.
+    """
+    directory = cache_dir()
+    if build is None or directory is None:
+        return decode(compute())
+    key = {"format": FORMAT, "name": name, "build": dict(build)}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = directory / f"{name}-{digest}.json"
+    try:
+        with open(path, "rb") as f:
+            stored = json.load(f)
+        if stored["key"] == key:
+            return decode(stored["value"])
+        log.debug("cache entry %s is for another build; recomputing", path)
+    except FileNotFoundError:
+        pass
+    except _BAD_ENTRY as e:
+        log.debug("cache entry %s is unreadable (%s: %s); recomputing", path, type(e).__name__, e)
+    value = compute()
+    result = decode(value)
+    _write(path, {"key": key, "value": value})
+    return result
+
+
+def _write(path: Path, entry: Mapping[str, Any]) -> None:
+    """Writes ``entry`` to ``path`` atomically; a failure (read-only folder, full disk) is only logged."""
+    temporary = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(entry, f, separators=(",", ":"))
+        os.replace(temporary, path)
+        temporary = None
+    except OSError as e:
+        log.debug("cannot write cache entry %s (%s); continuing without it", path, e)
+    finally:
+        if temporary is not None:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
