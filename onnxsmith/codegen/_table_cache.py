@@ -9,7 +9,7 @@ then import onnxruntime only if they run it.
 An entry is keyed by what determines it: the format version, the entry's name and the identity of
 the installed build (path, size and modification time of the package's native module, found
 without importing the package; a reinstall or an upgrade changes them). The file name carries a
-hash of the key, and the key is stored in the file and compared when it is read.
+checksum of the key, and the key is stored in the file and compared when it is read.
 
 Location: ``$ONNXSMITH_CACHE_DIR``, else ``$XDG_CACHE_HOME/onnxsmith``, else ``~/.cache/onnxsmith``;
 ``ONNXSMITH_NO_CACHE=1`` turns the cache off. The cache never causes an error: a missing, corrupt,
@@ -20,13 +20,13 @@ processes read either a whole old entry or a whole new one.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.machinery
 import importlib.util
 import json
 import logging
 import os
 import tempfile
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -96,8 +96,9 @@ def cached(name: str, build: Mapping[str, Any] | None, compute: Callable[[], Any
     if build is None or directory is None:
         return decode(compute())
     key = {"format": FORMAT, "name": name, "build": dict(build)}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = directory / f"{name}-{digest}.json"
+    # crc32, not hashlib: importing hashlib loads OpenSSL (3.5 MiB). Two keys with one checksum only
+    # take turns in the file, as the key inside is compared.
+    path = directory / f"{name}-{zlib.crc32(json.dumps(key, sort_keys=True).encode()):08x}.json"
     try:
         with open(path, "rb") as f:
             stored = json.load(f)
