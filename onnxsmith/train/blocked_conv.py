@@ -19,6 +19,15 @@ onnxruntime (the training graph itself stays standard ONNX, portable to any prov
   Conv) becomes the same blocked Conv over the transposed, spatially flipped weights:
   ``ConvTranspose(dy, w, pads p) = Conv(dy, flip(w^T), pads k - 1 - p)``, exact.
 
+:func:`constant_convolutions_blocked` does the same for inference graphs whose Conv/ConvTranspose
+weights are constant initializers (calibration sessions, :mod:`onnxsmith.calibration.session`),
+for as long as a ``with`` block lasts: the weight is reordered once, in numpy, into a new
+initializer (no reordering nodes), and the model is restored on exit. onnxruntime's own NCHWc
+transformer cannot be used there: it reads the weights it reorders from the model's tensors, and
+the calibration session hands the weights over as shared initializers whose tensors in the model
+point at a zero-filled placeholder, so it blocked Convs with all-zero weights (magika's Conv
+output calibrated to [0, 0]).
+
 The block and the weight layout are onnxruntime's own on this machine: :func:`nchwc_block_size`
 lets onnxruntime optimize a probe Conv with constant weights and reads the layout it chose; when
 it chose none (a CPU without AVX2, another architecture), nothing is rewritten.
@@ -26,9 +35,12 @@ it chose none (a CPU without AVX2, another architecture), nothing is rewritten.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +49,8 @@ import onnx_ir as ir
 from onnxsmith.passes.train._emit import GraphNames
 from onnxsmith.passes.train.context import dims_of
 
-__all__ = ["NCHWC_DOMAIN", "block_convolutions", "nchwc_block_size", "reorder_weight"]
+__all__ = ["NCHWC_DOMAIN", "block_convolutions", "constant_convolutions_blocked", "nchwc_block_size",
+           "reorder_weight"]
 
 log = logging.getLogger(__name__)
 
@@ -96,19 +109,72 @@ def block_convolutions(model: ir.Model, block: int) -> int:
     Returns:
         How many nodes were rewritten.
     """
+    return len(_block_all(model, block, constant_weights=False))
+
+
+@contextlib.contextmanager
+def constant_convolutions_blocked(model: ir.Model, block: int) -> Iterator[int]:
+    """Temporarily rewrites the eligible Conv and ConvTranspose nodes whose weight is a constant
+    initializer into blocked Convs over a reordered copy of the weight (see the module doc).
+
+    Yields how many nodes were rewritten; on exit ``model`` is as it was (same nodes, values and names).
+    """
+    added_domain = NCHWC_DOMAIN not in model.opset_imports
+    rewrites = _block_all(model, block, constant_weights=True)
+    try:
+        yield len(rewrites)
+    finally:
+        for rewrite in reversed(rewrites):
+            rewrite.undo(model.graph)
+        if rewrites and added_domain:
+            del model.opset_imports[NCHWC_DOMAIN]
+
+
+@dataclass
+class _Rewrite:
+    """One node (and the Relu folded into it) replaced by a blocked Conv, with what it takes to undo it."""
+
+    removed: list[ir.Node]
+    inputs: list[list[ir.Value | None]]
+    added: list[ir.Node]
+    output: ir.Value  # the value the blocked Conv's result stands for
+    result: ir.Value
+    weight: ir.Value | None  # the reordered weight initializer, when there is one
+
+    def undo(self, graph: ir.Graph) -> None:
+        name, self.result.name = self.result.name, None
+        self.result.replace_all_uses_with(self.output, replace_graph_outputs=True)
+        self.output.name = name
+        graph.insert_before(self.added[0], self.removed)
+        for node, inputs in zip(self.removed, self.inputs):
+            for index, value in enumerate(inputs):
+                node.replace_input_with(index, value)
+        graph.remove(self.added, safe=True)
+        if self.weight is not None:
+            graph.initializers.pop(self.weight.name)
+
+
+def _block_all(model: ir.Model, block: int, *, constant_weights: bool) -> list[_Rewrite]:
     graph = model.graph
     names = GraphNames(graph)
-    rewritten = 0
+    rewrites = []
     for node in list(graph):
         if node.domain not in ("", "ai.onnx") or node.op_type not in ("Conv", "ConvTranspose"):
             continue
+        if constant_weights and not _constant(node.inputs[1]):
+            continue
         geometry = _geometry(node, block)
         if geometry is not None:
-            _rewrite(graph, names, node, block, *geometry)
-            rewritten += 1
-    if rewritten:
+            rewrites.append(_rewrite(graph, names, node, block, *geometry, constant_weights=constant_weights))
+    if rewrites:
         model.opset_imports.setdefault(NCHWC_DOMAIN, 1)
-    return rewritten
+    return rewrites
+
+
+def _constant(value: ir.Value | None) -> bool:
+    """Whether ``value`` is an initializer that no input overrides, with its tensor."""
+    return (value is not None and value.is_initializer() and not value.is_graph_input()
+            and value.const_value is not None)
 
 
 def _geometry(node: ir.Node, block: int) -> tuple[list[int], list[int], list[int]] | None:
@@ -139,8 +205,16 @@ def _geometry(node: ir.Node, block: int) -> tuple[list[int], list[int], list[int
     return (flipped, strides, dilations) if min(flipped) >= 0 else None
 
 
+def _reordered_constant(node: ir.Node, block: int) -> np.ndarray:
+    """The blocked Conv's weight for ``node``, from its constant weight (as the graph form computes it)."""
+    weight = node.inputs[1].const_value.numpy()  # type: ignore[union-attr]
+    if node.op_type == "ConvTranspose":  # [C_in, C_out, kh, kw] -> flipped [C_out, C_in, kh, kw]
+        weight = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+    return reorder_weight(weight, block)
+
+
 def _rewrite(graph: ir.Graph, names: GraphNames, node: ir.Node, block: int, pads: list[int], strides: list[int],
-             dilations: list[int]) -> None:
+             dilations: list[int], *, constant_weights: bool) -> _Rewrite:
     x, w = node.inputs[0], node.inputs[1]
     bias = node.inputs[2] if len(node.inputs) > 2 else None
     first, second, kh, kw = dims_of(w)  # type: ignore[misc]
@@ -157,17 +231,23 @@ def _rewrite(graph: ir.Graph, names: GraphNames, node: ir.Node, block: int, pads
     def ints(values: list[int]) -> ir.Value:
         return add("", "Constant", [], value=ir.tensor(np.asarray(values, dtype=np.int64)))
 
-    if node.op_type == "Conv":
-        m, c = first, second
+    m, c = (first, second) if node.op_type == "Conv" else (second, first)
+    constant: ir.Value | None = None
+    if constant_weights:
+        constant = ir.Value(name=names.fresh(f"{base}_nchwc_weight"),
+                            const_value=ir.tensor(_reordered_constant(node, block)))
+        graph.register_initializer(constant)
+        weight = constant
+    elif node.op_type == "Conv":
         blocks = add("", "Reshape", [w, ints([m // block, block, c // block, block, kh, kw])])
         ordered = add("", "Transpose", [blocks], perm=[0, 2, 4, 5, 3, 1])
+        weight = add("", "Reshape", [ordered, ints([m, c, kh, kw])])
     else:  # the equivalent Conv's weight is w transposed to [C_out, C_in, ...] and flipped
-        m, c = second, first
         whole = np.iinfo(np.int64).min  # a negative step runs to the start
         flipped = add("", "Slice", [w, ints([-1, -1]), ints([whole, whole]), ints([2, 3]), ints([-1, -1])])
         blocks = add("", "Reshape", [flipped, ints([c // block, block, m // block, block, kh, kw])])
         ordered = add("", "Transpose", [blocks], perm=[2, 0, 4, 5, 1, 3])
-    weight = add("", "Reshape", [ordered, ints([m, c, kh, kw])])
+        weight = add("", "Reshape", [ordered, ints([m, c, kh, kw])])
     blocked_x = add(NCHWC_DOMAIN, "ReorderInput", [x], channels_last=0)
     output = node.outputs[0]
     relu = _lone_relu(output) if node.op_type == "Conv" else None
@@ -176,11 +256,14 @@ def _rewrite(graph: ir.Graph, names: GraphNames, node: ir.Node, block: int, pads
     result = add(NCHWC_DOMAIN, "ReorderOutput", [conv], channels=m, channels_last=0)
     replaced = relu.outputs[0] if relu is not None else output
     result.type, result.shape = replaced.type, replaced.shape
+    removed = [node, relu] if relu is not None else [node]
+    inputs = [list(n.inputs) for n in removed]
     graph.insert_before(node, new)
     replaced.replace_all_uses_with(result, replace_graph_outputs=True)
-    graph.remove([node, relu] if relu is not None else node, safe=True)
+    graph.remove(removed, safe=True)
     old_name, replaced.name = replaced.name, None
     result.name = old_name
+    return _Rewrite(removed, inputs, new, replaced, result, constant)
 
 
 def _lone_relu(value: ir.Value) -> ir.Node | None:

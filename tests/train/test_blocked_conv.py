@@ -8,7 +8,14 @@ import pytest
 
 from onnxsmith.ir.builder import GraphBuilder
 from onnxsmith.train import Trainer, TrainConfig, training_graph
-from onnxsmith.train.blocked_conv import NCHWC_DOMAIN, block_convolutions, nchwc_block_size, reorder_weight
+from onnxsmith.ir import to_text
+from onnxsmith.train.blocked_conv import (
+    NCHWC_DOMAIN,
+    block_convolutions,
+    constant_convolutions_blocked,
+    nchwc_block_size,
+    reorder_weight,
+)
 from onnxsmith.verify._session import run_model
 
 F32 = "float32"
@@ -126,3 +133,66 @@ def test_a_data_input_without_an_inferred_shape_is_blocked_too():
     model.graph.inputs[0].shape = None
     assert block_convolutions(model, BLOCK) == 1
     np.testing.assert_allclose(run_model(model, feeds)[0], expected, rtol=1e-4, atol=1e-4)
+
+
+def _constant_conv_model(op: str, channels: int, filters: int, *, relu: bool = False, **attrs) -> tuple[ir.Model, dict]:
+    """``_conv_model`` with the weight and bias as initializers, as in an inference graph."""
+    model, feeds = _conv_model(op, channels, filters, relu=relu, **attrs)
+    graph = model.graph
+    for name in ("w", "b"):
+        value = next(v for v in graph.inputs if v.name == name)
+        graph.inputs.remove(value)
+        value.const_value = ir.tensor(feeds.pop(name), name=name)
+        graph.register_initializer(value)
+    return model, feeds
+
+
+@needs_blocking
+@pytest.mark.parametrize("op, relu, attrs", [
+    ("Conv", False, {"pads": [1, 1, 1, 1]}),
+    ("Conv", True, {"pads": [0, 1, 2, 0], "strides": [2, 1]}),
+    ("ConvTranspose", False, {"pads": [0, 2, 1, 0]}),
+])
+def test_constant_weights_are_reordered_once_and_the_model_is_restored(op, relu, attrs):
+    model, feeds = _constant_conv_model(op, 2 * BLOCK, BLOCK, relu=relu, **attrs)
+    before, expected = to_text(model), run_model(model, feeds)[0]
+    with constant_convolutions_blocked(model, BLOCK) as rewritten:
+        assert rewritten == 1
+        ops = _ops(model)
+        assert ops == [f"{NCHWC_DOMAIN}:ReorderInput", f"{NCHWC_DOMAIN}:Conv", f"{NCHWC_DOMAIN}:ReorderOutput"]
+        blocked = next(n for n in model.graph if n.op_type == "Conv")
+        weight = blocked.inputs[1]
+        assert weight.is_initializer() and weight.name not in ("w", "b")
+        source = model.graph.initializers["w"].const_value.numpy()
+        if op == "ConvTranspose":
+            source = source[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+        np.testing.assert_array_equal(weight.const_value.numpy(), reorder_weight(source, BLOCK))
+        assert [v.name for v in model.graph.outputs] == ["y"]
+        np.testing.assert_allclose(run_model(model, feeds)[0], expected, rtol=1e-4, atol=1e-4)
+    assert to_text(model) == before and NCHWC_DOMAIN not in model.opset_imports
+    np.testing.assert_array_equal(run_model(model, feeds)[0], expected)
+
+
+@needs_blocking
+def test_a_conv_read_by_other_nodes_and_by_the_graph_is_restored_with_its_readers():
+    model, feeds = _constant_conv_model("Conv", BLOCK, BLOCK, relu=True, pads=[1, 1, 1, 1])
+    conv = next(n for n in model.graph if n.op_type == "Conv")
+    model.graph.outputs.append(conv.outputs[0])
+    before = to_text(model)
+    with constant_convolutions_blocked(model, BLOCK) as rewritten:
+        assert rewritten == 1 and "Relu" in _ops(model)
+    assert to_text(model) == before
+    assert conv.graph is model.graph and [u.node.op_type for u in conv.outputs[0].uses()] == ["Relu"]
+
+
+@needs_blocking
+def test_only_constant_weights_are_blocked_in_the_constant_form():
+    inputs, _ = _conv_model("Conv", 2 * BLOCK, BLOCK, pads=[1, 1, 1, 1])  # the weight is a graph input
+    before = to_text(inputs)
+    with constant_convolutions_blocked(inputs, BLOCK) as rewritten:
+        assert rewritten == 0 and _ops(inputs) == ["Conv"]
+    assert to_text(inputs) == before
+    overridable, _ = _constant_conv_model("Conv", 2 * BLOCK, BLOCK)
+    overridable.graph.inputs.append(overridable.graph.initializers["w"])  # an input may override the initializer
+    with constant_convolutions_blocked(overridable, BLOCK) as rewritten:
+        assert rewritten == 0
