@@ -23,7 +23,6 @@ Function overloads cannot be expressed in graphsurgeon; ``to_gs`` refuses models
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -180,6 +179,8 @@ def _carry_over(source: ir.Model, target: ir.Model) -> None:
 
 
 def _fingerprint(graph: onnx_graphsurgeon.Graph) -> str:
+    import hashlib  # here, not at module level: importing it loads OpenSSL (3.5 MiB)
+
     proto = _graphsurgeon().export_onnx(graph, do_type_check=False)
     return hashlib.sha256(proto.SerializeToString(deterministic=True)).hexdigest()
 

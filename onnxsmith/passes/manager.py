@@ -14,7 +14,6 @@ last ran with the same options: the rerun could only report ``modified=False``. 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -83,6 +82,8 @@ class PipelineReport:
 
 
 def _fingerprint(model: ir.Model) -> str:
+    import hashlib  # here, not at module level: importing it loads OpenSSL (3.5 MiB); only --debug needs it
+
     proto = ir.to_proto(model)
     return hashlib.sha256(proto.SerializeToString(deterministic=True)).hexdigest()
 

@@ -15,7 +15,6 @@ read. Graph inputs (overridable) and graph outputs are left alone.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -146,6 +145,8 @@ def _chunks(tensor: ir.TensorProtocol, size: int = _CHUNK) -> Iterator[bytes | m
 
 
 def _digest(tensor: ir.TensorProtocol) -> bytes:
+    import hashlib  # here, not at module level: importing it loads OpenSSL (3.5 MiB); most runs never digest
+
     h = hashlib.blake2b(digest_size=32)
     for chunk in _chunks(tensor):
         h.update(chunk)
