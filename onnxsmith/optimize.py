@@ -11,11 +11,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx_ir as ir
 
-from onnxsmith.calibration import Ranges
 from onnxsmith.codegen import get_target
 from onnxsmith.errors import OutputError, PipelineError
 from onnxsmith.input_data import check_inputs, load_input_data
@@ -23,7 +23,10 @@ from onnxsmith.ir import count_nodes, load, save
 from onnxsmith.ir._gc import gc_paused, gc_young_only
 from onnxsmith.ir.queries import all_graphs
 from onnxsmith.passes import PassContext, PassManager, PipelineReport
-from onnxsmith.passes.quant import CalibrationSetup
+
+if TYPE_CHECKING:  # the calibration package is imported only by runs that use ranges
+    from onnxsmith.calibration import Ranges
+    from onnxsmith.passes.quant import CalibrationSetup
 
 __all__ = ["DEFAULT_PIPELINE", "OptimizeResult", "check_output_path", "optimize_file"]
 
@@ -141,6 +144,8 @@ def optimize_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
     check_output_path(input_path, output_path)
     ctx = PassContext(target=target, debug=debug)
     if ranges is not None:
+        from onnxsmith.calibration import Ranges
+
         (ranges if isinstance(ranges, Ranges) else Ranges.load_json(ranges)).store(ctx)
     if calibration is not None:
         calibration.store(ctx)
@@ -178,6 +183,7 @@ def optimize_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
 
 def _save_ranges(ctx: PassContext, path: str | os.PathLike) -> None:
     """Writes the ranges the pipeline used (given or calibrated) to ``path``."""
+    from onnxsmith.calibration import Ranges
     from onnxsmith.calibration.ranges import CONTEXT_KEY
 
     used = ctx.data.get(CONTEXT_KEY)

@@ -1,8 +1,12 @@
 """The registry of passes and named pipelines, and plugin discovery.
 
-Built-in passes register themselves when ``onnxsmith.passes`` is imported. Third-party passes
-arrive through the entry-point group ``onnxsmith.passes`` (each entry point names a module or an
-object to import; importing it registers its passes) or through ``--load MODULE_OR_FILE``.
+Built-in passes register themselves when their module is imported. ``onnxsmith.passes`` imports
+the cleanup passes and *defers* the others (``defer_builtins``): their names are known from the
+start (for suggestions, ``is_known``, a user's registration of the same name) and their module is
+imported on the first lookup of one of them or on a listing, so that a run imports only the passes
+it uses. Third-party passes arrive through the entry-point group ``onnxsmith.passes`` (each entry
+point names a module or an object to import; importing it registers its passes) or through
+``--load MODULE_OR_FILE``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from onnxsmith.passes.base import NoOptions, Pass, function_pass
 
 __all__ = [
     "Pipeline",
+    "defer_builtins",
     "get_pass",
     "get_pipeline",
     "list_passes",
@@ -37,6 +42,8 @@ ENTRY_POINT_GROUP = "onnxsmith.passes"
 
 _PASSES: dict[str, type[Pass]] = {}
 _PIPELINES: dict[str, Pipeline] = {}
+#: Built-in passes and pipelines not registered yet, by name: the module whose import registers them.
+_DEFERRED: dict[str, str] = {}
 _entry_points_loaded = False
 
 
@@ -76,6 +83,7 @@ def register_pass(name_or_cls: Any = None, *, name: str | None = None, options: 
         else:
             raise TypeError(f"cannot register {obj!r} as a pass")
         _check_name(cls.name)
+        _resolve(cls.name)  # a deferred built-in of this name registers first
         if not cls.summary():
             raise ValueError(f"pass '{cls.name}' needs a docstring: its first line is the CLI help")
         if not replace and cls.name in _PASSES and _PASSES[cls.name] is not cls:
@@ -97,6 +105,7 @@ def register_pass(name_or_cls: Any = None, *, name: str | None = None, options: 
 def register_pipeline(name: str, spec: str, help: str) -> Pipeline:
     """Registers a named pipeline, e.g. ``register_pipeline("cleanup", "a,b,c", "...")``."""
     _check_name(name)
+    _resolve(name)
     if name in _PASSES:
         raise ValueError(f"'{name}' is already the name of a pass")
     pipeline = Pipeline(name, spec, help)
@@ -104,8 +113,36 @@ def register_pipeline(name: str, spec: str, help: str) -> Pipeline:
     return pipeline
 
 
+def defer_builtins(modules: dict[str, str]) -> None:
+    """Declares built-in passes and pipelines by name (``{name: module}``) without importing them.
+
+    Importing ``module`` must register ``name``; it happens on the first ``get_pass``/``get_pipeline``
+    of any name of that module, on ``list_passes``/``list_pipelines``, or when something else
+    registers the same name (which then meets the built-in, as if it had been imported eagerly).
+    """
+    for name, module in modules.items():
+        if name not in _PASSES and name not in _PIPELINES:
+            _DEFERRED[name] = module
+
+
+def _resolve(name: str | None) -> None:
+    """Imports the module that registers the deferred built-in ``name``, if there is one."""
+    module = _DEFERRED.get(name) if name else None
+    if module is None:
+        return
+    for other in [n for n, m in _DEFERRED.items() if m == module]:
+        del _DEFERRED[other]  # before importing: the module's own registrations must not resolve again
+    importlib.import_module(module)
+
+
+def _resolve_all() -> None:
+    while _DEFERRED:
+        _resolve(next(iter(_DEFERRED)))
+
+
 def unregister(name: str) -> None:
     """Removes a pass or pipeline (for tests and plugin reloads)."""
+    _DEFERRED.pop(name, None)
     _PASSES.pop(name, None)
     _PIPELINES.pop(name, None)
 
@@ -124,7 +161,7 @@ def load_entry_points() -> None:
         except Exception as e:  # a broken plugin must not break the tool
             log.warning("plugin '%s' (%s) failed to load: %s", ep.name, ep.value, e)
             continue
-        if isinstance(obj, type) and issubclass(obj, Pass) and obj.name not in _PASSES:
+        if isinstance(obj, type) and issubclass(obj, Pass) and obj.name not in _PASSES and obj.name not in _DEFERRED:
             register_pass(obj)
 
 
@@ -159,17 +196,19 @@ def _ensure_builtins() -> None:
 def get_pass(name: str) -> type[Pass]:
     """The pass class registered under ``name``; a PipelineError with a suggestion otherwise."""
     _ensure_builtins()
+    _resolve(name)
     if name not in _PASSES:
         load_entry_points()
     if name not in _PASSES:
         if name in _PIPELINES:
             raise PipelineError(f"'{name}' is a pipeline, not a pass")
-        raise PipelineError(f"unknown pass '{name}'", did_you_mean(name, [*_PASSES, *_PIPELINES]))
+        raise PipelineError(f"unknown pass '{name}'", did_you_mean(name, [*_PASSES, *_PIPELINES, *_DEFERRED]))
     return _PASSES[name]
 
 
 def get_pipeline(name: str) -> Pipeline | None:
     _ensure_builtins()
+    _resolve(name)
     if name not in _PIPELINES and name not in _PASSES:
         load_entry_points()
     return _PIPELINES.get(name)
@@ -177,18 +216,20 @@ def get_pipeline(name: str) -> Pipeline | None:
 
 def list_passes() -> dict[str, type[Pass]]:
     _ensure_builtins()
+    _resolve_all()
     load_entry_points()
     return dict(sorted(_PASSES.items()))
 
 
 def list_pipelines() -> dict[str, Pipeline]:
     _ensure_builtins()
+    _resolve_all()
     load_entry_points()
     return dict(sorted(_PIPELINES.items()))
 
 
 def is_known(name: str) -> bool:
     _ensure_builtins()
-    return name in _PASSES or name in _PIPELINES
+    return name in _PASSES or name in _PIPELINES or name in _DEFERRED
 
 

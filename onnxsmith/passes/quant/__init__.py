@@ -7,27 +7,66 @@ from a range, and tensors through QuantizeLinear/DequantizeLinear.
 
 from __future__ import annotations
 
-from onnxsmith.passes.quant.annotate import AnnotateOptions, AnnotateQuant
-from onnxsmith.passes.quant.autotune import TuneOptions, TuneQuant
-from onnxsmith.passes.quant.calibration_setup import CalibrationSetup
-from onnxsmith.passes.quant.dynamic import QuantizeDynamic
-from onnxsmith.passes.quant.fold_scales import FoldScales
-from onnxsmith.passes.quant.insert_qdq import QUANT_TOLERANCE, InsertQDQ
-from onnxsmith.passes.quant.plan import NodeDecision, QuantPlan, ValueSpec
-from onnxsmith.passes.quant.prepare import PrepareQuant
-from onnxsmith.passes.quant.qoperator import LowerQOperator
-from onnxsmith.passes.quant.smooth_quant import SmoothOptions, SmoothQuant
-from onnxsmith.passes.quant.weights import QuantizeWeights
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from onnxsmith.passes.registry import register_pipeline
-from onnxsmith.passes.quant.scales import (
-    INTEGER_BOUNDS,
-    QuantParams,
-    dequantize,
-    params_for_range,
-    quantize,
-    quantize_blockwise,
-    quantize_weight,
-)
+
+if TYPE_CHECKING:
+    from onnxsmith.passes.quant.annotate import AnnotateOptions, AnnotateQuant
+    from onnxsmith.passes.quant.autotune import TuneOptions, TuneQuant
+    from onnxsmith.passes.quant.calibration_setup import CalibrationSetup
+    from onnxsmith.passes.quant.dynamic import QuantizeDynamic
+    from onnxsmith.passes.quant.fold_scales import FoldScales
+    from onnxsmith.passes.quant.insert_qdq import QUANT_TOLERANCE, InsertQDQ
+    from onnxsmith.passes.quant.plan import NodeDecision, QuantPlan, ValueSpec
+    from onnxsmith.passes.quant.prepare import PrepareQuant
+    from onnxsmith.passes.quant.qoperator import LowerQOperator
+    from onnxsmith.passes.quant.scales import (
+        INTEGER_BOUNDS,
+        QuantParams,
+        dequantize,
+        params_for_range,
+        quantize,
+        quantize_blockwise,
+        quantize_weight,
+    )
+    from onnxsmith.passes.quant.smooth_quant import SmoothOptions, SmoothQuant
+    from onnxsmith.passes.quant.weights import QuantizeWeights
+
+#: The names this package re-exports, by submodule. They are imported on first use (PEP 562), so that
+#: ``import onnxsmith.passes.quant.dynamic`` does not import every quantization pass and the
+#: calibration package (the passes register when the registry first looks them up).
+_EXPORTS = {
+    "annotate": ("AnnotateOptions", "AnnotateQuant"),
+    "autotune": ("TuneOptions", "TuneQuant"),
+    "calibration_setup": ("CalibrationSetup",),
+    "dynamic": ("QuantizeDynamic",),
+    "fold_scales": ("FoldScales",),
+    "insert_qdq": ("QUANT_TOLERANCE", "InsertQDQ"),
+    "plan": ("NodeDecision", "QuantPlan", "ValueSpec"),
+    "prepare": ("PrepareQuant",),
+    "qoperator": ("LowerQOperator",),
+    "scales": ("INTEGER_BOUNDS", "QuantParams", "dequantize", "params_for_range", "quantize", "quantize_blockwise",
+               "quantize_weight"),
+    "smooth_quant": ("SmoothOptions", "SmoothQuant"),
+    "weights": ("QuantizeWeights",),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MODULE_OF})
+
 
 #: Embedding tables as 8-bit blocks, weight-only (activations are planned by annotate-quant, tables are not).
 _TABLES = "quantize-weights{op-types=Gather,EmbedLayerNormalization;bits=8;block-size=16}"
