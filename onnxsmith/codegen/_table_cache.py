@@ -6,9 +6,11 @@ quantization of a small model, more than the passes themselves. The tables only 
 installed build, so each is written once as JSON and read back (a few ms) by later processes, which
 then import onnxruntime only if they run it.
 
-An entry is keyed by what determines it: the format version, the entry's name and the identity of
+An entry is keyed by what determines it: the format version, the entry's name, the identity of
 the installed build (path, size and modification time of the package's native module, found
-without importing the package; a reinstall or an upgrade changes them). The file name carries a
+without importing the package; a reinstall or an upgrade changes them) and that of the source file
+of the function that computes the value (an upgrade of onnxsmith, or an edit of an editable
+install, recomputes it). The file name carries a
 checksum of the key, and the key is stored in the file and compared when it is read.
 
 Location: ``$ONNXSMITH_CACHE_DIR``, else ``$XDG_CACHE_HOME/onnxsmith``, else ``~/.cache/onnxsmith``;
@@ -88,14 +90,15 @@ def cached(name: str, build: Mapping[str, Any] | None, compute: Callable[[], Any
     Args:
         name: The entry (part of the file name; letters, digits and dashes).
         build: What determines the value (``native_build(...)``); None computes without caching.
-        compute: Returns the value as plain JSON data.
+        compute: Returns the value as plain JSON data; the file that defines it is part of the key.
         decode: Turns the value into the result; raises ``ValueError``/``TypeError``/``KeyError``/
             ``IndexError`` on data of the wrong shape, so that a corrupt entry is recomputed.
     """
     directory = cache_dir()
-    if build is None or directory is None:
+    code = _source_identity(compute) if directory is not None else None
+    if build is None or code is None:
         return decode(compute())
-    key = {"format": FORMAT, "name": name, "build": dict(build)}
+    key = {"format": FORMAT, "name": name, "build": dict(build), "code": code}
     # crc32, not hashlib: importing hashlib loads OpenSSL (3.5 MiB). Two keys with one checksum only
     # take turns in the file, as the key inside is compared.
     path = directory / f"{name}-{zlib.crc32(json.dumps(key, sort_keys=True).encode()):08x}.json"
@@ -113,6 +116,19 @@ def cached(name: str, build: Mapping[str, Any] | None, compute: Callable[[], Any
     result = decode(value)
     _write(path, {"key": key, "value": value})
     return result
+
+
+def _source_identity(function: Callable[..., Any]) -> dict[str, Any] | None:
+    """Path, size and mtime of the file that defines ``function`` (or a callable object's class);
+    None if it cannot be told, and then nothing is cached."""
+    code = getattr(function, "__code__", None) or getattr(getattr(type(function), "__call__", None), "__code__", None)
+    if code is None:
+        return None
+    try:
+        stat = os.stat(code.co_filename)
+    except OSError:
+        return None
+    return {"file": code.co_filename, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 def _write(path: Path, entry: Mapping[str, Any]) -> None:

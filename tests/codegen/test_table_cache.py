@@ -97,6 +97,28 @@ def test_an_entry_of_another_build_is_not_used(cache):
     assert rebuilt.calls == 1 and len(list(cache.glob("*.json"))) == 2
 
 
+def test_an_edit_of_the_computing_code_is_a_new_entry(cache, tmp_path, monkeypatch):
+    source = tmp_path / "table_code.py"
+    source.write_text("def compute():\n    return {'a': 1}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import table_code
+
+    assert cached("entry", BUILD, table_code.compute, _decode) == {"a": 1}
+    stat = source.stat()
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # edited (same code, for the test)
+    assert cached("entry", BUILD, table_code.compute, _decode) == {"a": 1}
+    keys = [json.loads(path.read_text())["key"]["code"] for path in cache.glob("*.json")]
+    assert len(keys) == 2 and {k["file"] for k in keys} == {str(source)}
+
+
+def test_a_callable_without_source_is_not_cached(cache):
+    import functools
+
+    compute = functools.partial(dict, a=1)
+    assert cached("entry", BUILD, compute, _decode) == {"a": 1}
+    assert not cache.exists()
+
+
 def test_an_unwritable_cache_folder_only_costs_recomputations(tmp_path, monkeypatch, caplog):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
