@@ -43,7 +43,7 @@ __all__ = ["DEFAULT_MEMORY_BUDGET_MB", "measure_bytes_per_row", "rows_for_budget
 logger = logging.getLogger(__name__)
 
 #: Default budget of one run's exposed activations, in MiB.
-DEFAULT_MEMORY_BUDGET_MB = 32.0
+DEFAULT_MEMORY_BUDGET_MB = 16.0
 
 
 def rows_for_budget(bytes_per_row: float, budget_mb: float) -> int:
