@@ -17,7 +17,9 @@ Location: ``$ONNXSMITH_CACHE_DIR``, else ``$XDG_CACHE_HOME/onnxsmith``, else ``~
 ``ONNXSMITH_NO_CACHE=1`` turns the cache off. The cache never causes an error: a missing, corrupt,
 stale or unreadable entry is computed afresh, and a write that fails is only logged (DEBUG).
 Entries are written atomically (a temporary file renamed over the old one), so concurrent
-processes read either a whole old entry or a whole new one.
+processes read either a whole old entry or a whole new one. Writing an entry removes all but the
+``KEEP_PER_NAME`` newest of its name, so that upgrades and edits do not pile entries up while a few
+builds used in turn (virtual environments sharing a home) keep theirs.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["CACHE_DIR_ENV", "FORMAT", "NO_CACHE_ENV", "cache_dir", "cached", "native_build"]
+__all__ = ["CACHE_DIR_ENV", "FORMAT", "KEEP_PER_NAME", "NO_CACHE_ENV", "cache_dir", "cached", "native_build"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 CACHE_DIR_ENV = "ONNXSMITH_CACHE_DIR"
 NO_CACHE_ENV = "ONNXSMITH_NO_CACHE"
+#: Entries kept per name: the newest written.
+KEEP_PER_NAME = 4
 
 R = TypeVar("R")
 
@@ -114,7 +118,8 @@ def cached(name: str, build: Mapping[str, Any] | None, compute: Callable[[], Any
         log.debug("cache entry %s is unreadable (%s: %s); recomputing", path, type(e).__name__, e)
     value = compute()
     result = decode(value)
-    _write(path, {"key": key, "value": value})
+    if _write(path, {"key": key, "value": value}):
+        _prune(path, name)
     return result
 
 
@@ -131,7 +136,7 @@ def _source_identity(function: Callable[..., Any]) -> dict[str, Any] | None:
     return {"file": code.co_filename, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _write(path: Path, entry: Mapping[str, Any]) -> None:
+def _write(path: Path, entry: Mapping[str, Any]) -> bool:
     """Writes ``entry`` to ``path`` atomically; a failure (read-only folder, full disk) is only logged."""
     temporary = None
     try:
@@ -141,11 +146,24 @@ def _write(path: Path, entry: Mapping[str, Any]) -> None:
             json.dump(entry, f, separators=(",", ":"))
         os.replace(temporary, path)
         temporary = None
+        return True
     except OSError as e:
         log.debug("cannot write cache entry %s (%s); continuing without it", path, e)
+        return False
     finally:
         if temporary is not None:
             try:
                 os.unlink(temporary)
             except OSError:
                 pass
+
+
+def _prune(written: Path, name: str) -> None:
+    """Removes the entries of ``name`` but ``written`` and the ``KEEP_PER_NAME - 1`` others written last."""
+    try:
+        others = [p for p in written.parent.glob(f"{name}-????????.json") if p != written]
+        others.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for old in others[KEEP_PER_NAME - 1:]:
+            old.unlink()
+    except OSError as e:  # another process pruned at the same time, or the folder went read-only
+        log.debug("cannot prune cache entries %s-*.json in %s (%s)", name, written.parent, e)

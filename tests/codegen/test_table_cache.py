@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from onnxsmith.codegen import _table_cache
-from onnxsmith.codegen._table_cache import CACHE_DIR_ENV, NO_CACHE_ENV, cache_dir, cached, native_build
+from onnxsmith.codegen._table_cache import (
+    CACHE_DIR_ENV,
+    KEEP_PER_NAME,
+    NO_CACHE_ENV,
+    cache_dir,
+    cached,
+    native_build,
+)
 from onnxsmith.codegen.optable import (
     OpTable,
     _ort_since_versions,
@@ -95,6 +102,17 @@ def test_an_entry_of_another_build_is_not_used(cache):
     rebuilt = Counter({"a": 3})
     assert cached("entry", {**BUILD, "mtime_ns": 2}, rebuilt, _decode) == {"a": 3}  # a reinstall: new key
     assert rebuilt.calls == 1 and len(list(cache.glob("*.json"))) == 2
+
+
+def test_only_the_newest_entries_of_a_name_are_kept(cache):
+    for size in range(KEEP_PER_NAME + 3):
+        cached("entry", {**BUILD, "size": size}, Counter({"a": size}), _decode)
+        (written,) = (p for p in cache.glob("entry-*.json") if json.loads(p.read_text())["key"]["build"]["size"] == size)
+        os.utime(written, ns=(10**18 + size * 10**9,) * 2)  # distinct times, whatever the clock's resolution
+    cached("other", BUILD, Counter({"a": 0}), _decode)
+    sizes = sorted(json.loads(p.read_text())["key"]["build"]["size"] for p in cache.glob("entry-*.json"))
+    assert sizes == list(range(3, KEEP_PER_NAME + 3))
+    assert len(list(cache.glob("other-*.json"))) == 1
 
 
 def test_an_edit_of_the_computing_code_is_a_new_entry(cache, tmp_path, monkeypatch):
