@@ -53,13 +53,18 @@ _BAD_ENTRY = (OSError, ValueError, TypeError, KeyError, IndexError, AttributeErr
 
 
 def cache_dir() -> Path | None:
-    """The folder of the cache, or None when ``ONNXSMITH_NO_CACHE`` is set (to anything but 0)."""
+    """The folder of the cache; None when ``ONNXSMITH_NO_CACHE`` is set (to anything but 0) or no home is known."""
     if os.environ.get(NO_CACHE_ENV, "") not in ("", "0"):
         return None
     explicit = os.environ.get(CACHE_DIR_ENV)
     if explicit:
         return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        home = os.path.expanduser("~")
+        if home.startswith("~"):  # no home directory known: no cache rather than a folder named '~'
+            return None
+        base = os.path.join(home, ".cache")
     return Path(base) / "onnxsmith"
 
 

@@ -184,6 +184,8 @@ def test_cache_folder_defaults_to_the_xdg_cache_home(tmp_path, monkeypatch):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert cache_dir() == tmp_path / ".cache" / "onnxsmith"
+    monkeypatch.setattr(os.path, "expanduser", lambda path: path)  # no HOME and no password entry
+    assert cache_dir() is None
 
 
 def test_native_build_identifies_the_installed_module_without_importing_it():
