@@ -10,8 +10,8 @@ An entry is keyed by what determines it: the format version, the entry's name, t
 the installed build (path, size and modification time of the package's native module, found
 without importing the package; a reinstall or an upgrade changes them) and that of the source file
 of the function that computes the value (an upgrade of onnxsmith, or an edit of an editable
-install, recomputes it). The file name carries a
-checksum of the key, and the key is stored in the file and compared when it is read.
+install, recomputes it). The file name carries a checksum of the key, and the key is stored in the
+file and compared when it is read.
 
 Location: ``$ONNXSMITH_CACHE_DIR``, else ``$XDG_CACHE_HOME/onnxsmith``, else ``~/.cache/onnxsmith``;
 ``ONNXSMITH_NO_CACHE=1`` turns the cache off. The cache never causes an error: a missing, corrupt,
