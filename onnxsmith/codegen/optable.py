@@ -30,7 +30,7 @@ are cached never imports onnxruntime unless it runs a model.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -201,33 +201,6 @@ def _decode_versions(rows: list[list[Any]]) -> dict[OpId, tuple[int, ...]]:
 Registration = tuple[int, int, tuple[tuple[str, tuple[str, ...]], ...]]  # first, last, type constraints
 
 
-class _RegistryKernels(Mapping[OpId, tuple[Kernel, ...]]):
-    """Kernel registrations by op, turned into ``Kernel`` objects on an op's first lookup.
-
-    Making ``Kernel`` objects of all ~1500 CPU registrations takes about 10 ms, while a run asks
-    about a handful of ops (``supports_op``). Keys, ``len`` and membership need no conversion.
-    """
-
-    def __init__(self, registrations: Mapping[OpId, list[Registration]]) -> None:
-        self._registrations = registrations
-        self._kernels: dict[OpId, tuple[Kernel, ...]] = {}
-
-    def __getitem__(self, key: OpId) -> tuple[Kernel, ...]:
-        kernels = self._kernels.get(key)
-        if kernels is None:
-            kernels = self._kernels[key] = tuple(Kernel(*key, *r) for r in self._registrations[key])
-        return kernels
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._registrations
-
-    def __iter__(self) -> Iterator[OpId]:
-        return iter(self._registrations)
-
-    def __len__(self) -> int:
-        return len(self._registrations)
-
-
 @functools.cache
 def kernel_registry_table(provider: str) -> OpTable:
     """The kernels the installed onnxruntime registers for ``provider`` (computed once, then cached).
@@ -238,7 +211,7 @@ def kernel_registry_table(provider: str) -> OpTable:
                                     lambda: _read_kernel_registrations(provider), _decode_registrations)
     return OpTable(
         source=f"onnxruntime {version} kernel registry ({provider})",
-        kernels=_RegistryKernels(registrations),
+        kernels={key: tuple(Kernel(*key, *r) for r in regs) for key, regs in registrations.items()},
         since_versions=_ort_since_versions(),
         inlines_functions=True,
     )
