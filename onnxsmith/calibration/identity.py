@@ -25,7 +25,6 @@ expose them as outputs.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -33,6 +32,11 @@ from typing import Any
 import onnx_ir as ir
 
 from onnxsmith.ir.queries import op_key
+
+try:  # CPython's own BLAKE2: hashlib would load OpenSSL (3.5 MiB) for the same digests
+    from _blake2 import blake2b as _blake2b
+except ImportError:  # another interpreter
+    from hashlib import blake2b as _blake2b
 
 __all__ = ["COMMUTATIVE_OPS", "ValueIdentity", "constant_values", "value_identities"]
 
@@ -65,7 +69,7 @@ class ValueIdentity:
 
 
 def _digest(*parts: Any) -> str:
-    return hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).hexdigest()
+    return _blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).hexdigest()
 
 
 def _attribute_text(attr: ir.Attr) -> str:
