@@ -35,7 +35,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["CACHE_DIR_ENV", "FORMAT", "KEEP_PER_NAME", "NO_CACHE_ENV", "cache_dir", "cached", "native_build"]
+__all__ = ["CACHE_DIR_ENV", "FORMAT", "KEEP_PER_NAME", "NO_CACHE_ENV", "cache_dir", "cached", "cpu_identity",
+           "native_build"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,27 @@ def native_build(package: str, module: str) -> dict[str, Any] | None:
                 continue
             return {"module": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     return None
+
+
+def cpu_identity() -> dict[str, Any]:
+    """Identity of this machine's CPU for entries that depend on it as well as on a build (onnxruntime's
+    choice of kernels): the architecture and a checksum of the instruction-set flags (the first
+    ``flags`` line of ``/proc/cpuinfo``; ``platform.processor()`` where there is none)."""
+    flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):  # x86 / arm
+                    flags = line.partition(":")[2].strip()
+                    break
+    except OSError:
+        pass
+    if not flags:
+        import platform  # only here: processor() may run a program
+
+        flags = platform.processor()
+    return {"machine": os.uname().machine if hasattr(os, "uname") else os.environ.get("PROCESSOR_ARCHITECTURE", ""),
+            "flags": f"{zlib.crc32(flags.encode()):08x}"}
 
 
 def cached(name: str, build: Mapping[str, Any] | None, compute: Callable[[], Any],

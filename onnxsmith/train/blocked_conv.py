@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import onnx_ir as ir
 
+from onnxsmith.codegen._table_cache import cached, cpu_identity, native_build
 from onnxsmith.passes.train._emit import GraphNames
 from onnxsmith.passes.train.context import dims_of
 
@@ -58,6 +59,9 @@ log = logging.getLogger(__name__)
 NCHWC_DOMAIN = "com.microsoft.nchwc"
 
 _PROBE_CHANNELS = 32  # a multiple of every block onnxruntime uses (8 with AVX2, 16 with AVX-512)
+_BLOCKS = (4, 8, 16, 32)
+#: onnxruntime's native module, whose identity keys the cached probe result.
+_ORT_NATIVE = ("onnxruntime", "capi.onnxruntime_pybind11_state")
 
 
 def reorder_weight(weight: np.ndarray, block: int) -> np.ndarray:
@@ -69,7 +73,24 @@ def reorder_weight(weight: np.ndarray, block: int) -> np.ndarray:
 
 @functools.cache
 def nchwc_block_size() -> int | None:
-    """The channel block of onnxruntime's blocked Conv on this machine, or None when it uses none."""
+    """The channel block of onnxruntime's blocked Conv on this machine, or None when it uses none.
+
+    The probe (an onnxruntime session, about 10 ms) runs once per onnxruntime build and CPU: its
+    answer is kept in the table cache (:mod:`onnxsmith.codegen._table_cache`).
+    """
+    build = native_build(*_ORT_NATIVE)
+    key = None if build is None else {**build, "cpu": cpu_identity()}
+    return cached("onnxruntime-nchwc-block", key, _probe_block_size, _decode_block)
+
+
+def _decode_block(value: object) -> int | None:
+    if value is not None and (type(value) is not int or value not in _BLOCKS):
+        raise ValueError(f"not a block size: {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _probe_block_size() -> int | None:
+    """Lets onnxruntime block a probe Conv with constant weights and reads the layout it chose."""
     import onnx
     import onnxruntime as ort
     from onnx import helper, numpy_helper
@@ -96,7 +117,7 @@ def nchwc_block_size() -> int | None:
     initializers = {i.name: numpy_helper.to_array(i) for i in optimized.graph.initializer}
     reordered = initializers.get(convs[0].input[1]) if len(convs) == 1 else None
     if reordered is not None and reordered.shape == weight.shape:
-        for block in (4, 8, 16, 32):
+        for block in _BLOCKS:
             if np.array_equal(reorder_weight(weight, block), reordered):
                 return block
     log.debug("no blocked convolutions: onnxruntime did not block the probe Conv in a known layout")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx_ir as ir
 import pytest
 
 from onnxsmith.ir.builder import GraphBuilder
 from onnxsmith.train import Trainer, TrainConfig, training_graph
+from onnxsmith.codegen._table_cache import CACHE_DIR_ENV, NO_CACHE_ENV, cpu_identity
 from onnxsmith.ir import to_text
+from onnxsmith.train import blocked_conv
 from onnxsmith.train.blocked_conv import (
     NCHWC_DOMAIN,
     block_convolutions,
@@ -196,3 +200,49 @@ def test_only_constant_weights_are_blocked_in_the_constant_form():
     overridable.graph.inputs.append(overridable.graph.initializers["w"])  # an input may override the initializer
     with constant_convolutions_blocked(overridable, BLOCK) as rewritten:
         assert rewritten == 0
+
+
+class _CountingProbe:
+    """The real probe, counting its runs (defined here so that the cache keys it by this file)."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self._probe = blocked_conv._probe_block_size
+
+    def __call__(self):
+        self.runs += 1
+        return self._probe()
+
+
+@pytest.fixture
+def probe(tmp_path, monkeypatch) -> _CountingProbe:
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(NO_CACHE_ENV, raising=False)
+    counting = _CountingProbe()
+    monkeypatch.setattr(blocked_conv, "_probe_block_size", counting)
+    return counting
+
+
+def test_the_probe_runs_once_per_build_and_cpu_and_its_cached_answer_is_the_same(probe, monkeypatch):
+    uncached = blocked_conv.nchwc_block_size.__wrapped__  # without the per-process functools.cache
+    assert [uncached(), uncached()] == [BLOCK, BLOCK]
+    assert probe.runs == 1
+    monkeypatch.setattr(blocked_conv, "cpu_identity", lambda: {"machine": "x86_64", "flags": "another cpu"})
+    assert uncached() == BLOCK
+    assert probe.runs == 2
+
+
+def test_a_cached_answer_that_is_not_a_block_size_is_probed_again(probe, tmp_path):
+    uncached = blocked_conv.nchwc_block_size.__wrapped__
+    uncached()
+    (entry,) = (tmp_path / "cache").glob("onnxruntime-nchwc-block-*.json")
+    for bad in (7, 16.0, "16", True):
+        stored = json.loads(entry.read_text())
+        entry.write_text(json.dumps({**stored, "value": bad}))
+        assert uncached() == BLOCK
+    assert probe.runs == 5
+
+
+def test_the_cpu_identity_is_stable_and_names_the_architecture():
+    assert cpu_identity() == cpu_identity()
+    assert set(cpu_identity()) == {"machine", "flags"} and cpu_identity()["machine"]
