@@ -11,6 +11,13 @@ committed. A commit can only change matches near it, so only that neighbourhood 
 - the consumers (same bound) of values that lost a use, when their producer could now be a
   non-shared intermediate (it has a producer and at most as many uses as a pattern has edges).
 
+Rules that cannot match anywhere are not tried at all: a rule whose pattern must bind an Op of a
+type that no node of the model has (``RuleSet.usable``; GELU forms built on Erf in a model without
+Erf). Types only appear through commits, so the usable rules are recomputed when a commit adds a
+node of a new type; the new nodes and their downstream neighbourhood are queued again (above), so
+every node where a newly usable rule could match is visited again. The rewrites are the same as
+with every rule tried everywhere; the statistics count the attempts actually made.
+
 When the worklist is empty no rule applies anywhere: a fixed point. The order of everything is
 the order of nodes in the graph and of rules in the set, never of hashes or object addresses, so
 the same input gives the same output and the same sequence of rewrites. A rule set that keeps
@@ -185,6 +192,14 @@ def _requeue(queue: _Worklist, change: Change, hops: int, max_edges: int) -> Non
         level = following
 
 
+def _op_key(node: ir.Node) -> tuple[str, str]:
+    return ("" if node.domain == "ai.onnx" else node.domain, node.op_type)
+
+
+def _op_label(key: tuple[str, str]) -> str:
+    return f"{key[0]}::{key[1]}" if key[0] else key[1]
+
+
 def _limit_error(limit: int, recent: Iterable[str]) -> RewriteLimitError:
     counts = Counter(recent).most_common()
     window = sum(n for _, n in counts)
@@ -222,12 +237,21 @@ def apply_rules(model: ir.Model, rules: RuleSet | Iterable[Rule], *, max_rewrite
     recent: deque[str] = deque(maxlen=_RECENT)
     lost_uses: dict[ir.Value, None] = {}
     hops = max(ruleset.height, 1)
+    present = {_op_key(node) for scope in scopes for node in scope.graph}
+    usable = ruleset.usable(present)
+    if explain is not None:
+        tried = set(usable.names)
+        for rule in ruleset:
+            if rule.name not in tried:
+                missing = next(a for a in rule.required if a.isdisjoint(present))
+                explain(f"rule '{rule.name}': not tried, no {' or '.join(_op_label(k) for k in sorted(missing))} "
+                        "node in the model")
     while queue:
         node = queue.pop()
         scope = by_graph.get(node.graph) if node.graph is not None else None
         if scope is None:
             continue
-        for rule in ruleset.for_node(node):
+        for rule in usable.for_node(node):
             stats.attempts += 1
             outcome = attempt(rule, node, scope, namer)
             if isinstance(outcome, list):
@@ -249,6 +273,10 @@ def apply_rules(model: ir.Model, rules: RuleSet | Iterable[Rule], *, max_rewrite
             stats.applied[rule.name] += 1
             recent.append(rule.name)
             _requeue(queue, change, hops, ruleset.max_edges)
+            new_types = {_op_key(n) for n in change.new_nodes} - present
+            if new_types:
+                present |= new_types
+                usable = ruleset.usable(present)
             lost_uses.update(dict.fromkeys(v for v in change.lost_uses if v.producer() is None))
             break
     remove_unused_initializers(lost_uses)

@@ -43,6 +43,7 @@ __all__ = [
     "pattern_edges",
     "pattern_elements",
     "pattern_height",
+    "required_op_types",
     "validate_pattern",
 ]
 
@@ -222,6 +223,26 @@ def pattern_height(root: ValuePattern) -> int:
 def pattern_edges(root: ValuePattern) -> int:
     """Number of Op inputs in the pattern: at most this many uses of a value can be inside a match."""
     return sum(len(p.inputs) for p in pattern_elements(root) if isinstance(p, Op))
+
+
+def required_op_types(root: ValuePattern) -> tuple[frozenset[tuple[str, str]], ...]:
+    """Per ``Op`` that every match binds (all but those inside an ``Opt``), its ``(domain, op_type)``
+    alternatives, in ``pattern_elements`` order: a graph without a node of one of them has no match."""
+    seen: set[int] = set()
+    required: list[frozenset[tuple[str, str]]] = []
+    stack: list[InputPattern] = [root]
+    while stack:
+        p = stack.pop()
+        if isinstance(p, Opt):
+            continue
+        if isinstance(p, OutputOf):
+            p = p.op
+        if not isinstance(p, Op) or id(p) in seen:
+            continue
+        seen.add(id(p))
+        required.append(frozenset((p.domain, op_type) for op_type in p.op_types))
+        stack.extend(reversed(p.inputs))
+    return tuple(required)
 
 
 def validate_pattern(root: ValuePattern) -> None:

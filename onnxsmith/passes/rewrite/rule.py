@@ -13,7 +13,8 @@ patterns are rooted at; at a node, rules are tried in the order of the set.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from onnxsmith.passes.rewrite.pattern import (
     OutputOf,
     pattern_edges,
     pattern_height,
+    required_op_types,
     validate_pattern,
 )
 
@@ -63,6 +65,8 @@ class Rule:
             match; the replacement then recomputes it and the original node stays for its other users.
         description: One line, by convention ``before -> after``.
         height / edges: Op levels and Op inputs of the pattern (computed; used by the driver).
+        required: Per Op every match binds, its ``(domain, op_type)`` alternatives (computed; see
+            :meth:`RuleSet.usable`).
     """
 
     name: str
@@ -73,6 +77,7 @@ class Rule:
     description: str = ""
     height: int = field(init=False, repr=False, compare=False)
     edges: int = field(init=False, repr=False, compare=False)
+    required: tuple[frozenset[tuple[str, str]], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.name or " " in self.name or "," in self.name:
@@ -80,6 +85,11 @@ class Rule:
         validate_pattern(self.pattern)
         object.__setattr__(self, "height", pattern_height(self.pattern))
         object.__setattr__(self, "edges", pattern_edges(self.pattern))
+        object.__setattr__(self, "required", required_op_types(self.pattern))
+
+    def can_match_among(self, op_types: Collection[tuple[str, str]]) -> bool:
+        """Whether a graph whose nodes have only these ``(domain, op_type)``s can hold a match."""
+        return all(not alternatives.isdisjoint(op_types) for alternatives in self.required)
 
     @property
     def root(self) -> Op:
@@ -114,8 +124,7 @@ class RuleSet:
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
-        names = [r.name for r in self.rules]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = sorted(n for n, k in Counter(r.name for r in self.rules).items() if k > 1)
         if duplicates:
             raise ValueError(f"rule names must be unique in a rule set: {', '.join(duplicates)}")
         self._index: dict[tuple[str, str], tuple[Rule, ...]] = {}
@@ -132,6 +141,11 @@ class RuleSet:
         """The rules whose pattern is rooted at ``node``'s op type, in set order."""
         domain = "" if node.domain == "ai.onnx" else node.domain
         return self._index.get((domain, node.op_type), ())
+
+    def usable(self, op_types: Collection[tuple[str, str]]) -> RuleSet:
+        """The rules that can match in a graph whose nodes have only these ``(domain, op_type)``s
+        (``""`` for ONNX), in set order: every Op a pattern must bind has one of its types there."""
+        return RuleSet(r for r in self.rules if r.can_match_among(op_types))
 
     def select(self, names: Iterable[str], *, owner: str = "rewrite") -> RuleSet:
         """The subset named ``names`` (in set order); an unknown name is a PassOptionError."""
