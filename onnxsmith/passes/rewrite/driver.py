@@ -256,7 +256,8 @@ def apply_rules(model: ir.Model, rules: RuleSet | Iterable[Rule], *, max_rewrite
             outcome = attempt(rule, node, scope, namer)
             if isinstance(outcome, list):
                 counts = stats.rejected[rule.name]
-                counts[str(outcome[0].reason)] = counts.get(str(outcome[0].reason), 0) + 1
+                reason = outcome[0].reason.value
+                counts[reason] = counts.get(reason, 0) + 1
                 if outcome[0].reason in CANDIDATE_REASONS:
                     why = stats.reasons.setdefault(rule.name, {})
                     summary = outcome[0].summary()

@@ -15,7 +15,6 @@ that matched it, because rewriting would have to keep that node alive (opt in wi
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from itertools import permutations
 
 import numpy as np
 import onnx_ir as ir
@@ -152,26 +151,13 @@ class MatchSearch:
             self._node_names[p.name] = node
         self._progress += 1
         try:
-            for order in self._orders(p):
+            for order in p.orders:
                 yield from self._match_inputs(p, order, node, values, 0)
         finally:
             self._progress -= 1
             del self._ops[p]
             if p.name is not None:
                 del self._node_names[p.name]
-
-    @staticmethod
-    def _orders(p: Op) -> Iterator[tuple[int, ...]]:
-        """Input orders to try: the given one, or every distinct permutation if commutative."""
-        if not p.commutative:
-            yield tuple(range(len(p.inputs)))
-            return
-        seen: set[tuple[int, ...]] = set()
-        for order in permutations(range(len(p.inputs))):
-            key = tuple(id(p.inputs[i]) for i in order)
-            if key not in seen:
-                seen.add(key)
-                yield order
 
     def _attributes_ok(self, p: Op, node: ir.Node) -> bool:
         for name, expected in p.attributes.items():

@@ -24,6 +24,7 @@ A node must not have more inputs than its pattern lists. Commutative ONNX operat
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
+from itertools import permutations
 from typing import Any
 
 import numpy as np
@@ -118,13 +119,15 @@ class Op:
             has its schema default; with no default it equals nothing and predicates get None.
     """
 
-    __slots__ = ("attributes", "commutative", "domain", "inputs", "name", "op_types")
+    __slots__ = ("attributes", "commutative", "domain", "inputs", "label", "name", "op_types", "orders")
 
     def __init__(self, op_type: str | Collection[str], *inputs: InputPattern, _domain: str = "",
                  _name: str | None = None, _commutative: bool | None = None, **attributes: Any) -> None:
         self.op_types = frozenset({op_type} if isinstance(op_type, str) else op_type)
         if not self.op_types:
             raise ValueError("Op needs at least one op type")
+        #: The op type(s) as text: ``MatMul`` or ``LeakyRelu|Relu``.
+        self.label = "|".join(sorted(self.op_types))
         for p in inputs:
             if not isinstance(p, (Var, Const, Op, OutputOf, Opt)):
                 raise TypeError(f"inputs of Op({self.label}) must be patterns, got {p!r}")
@@ -138,21 +141,31 @@ class Op:
             raise ValueError(f"commutative Op({self.label}) with {len(inputs)} inputs: at most "
                              f"{MAX_COMMUTATIVE_INPUTS} are matched in any order; pass _commutative=False")
         self.commutative = bool(_commutative)
+        #: The input orders the matcher tries: the given one, or every distinct permutation if commutative.
+        self.orders = _input_orders(inputs) if self.commutative else (tuple(range(len(inputs))),)
 
     def output(self, index: int) -> OutputOf:
         """The pattern for output ``index`` of this node."""
         return OutputOf(self, index)
-
-    @property
-    def label(self) -> str:
-        """The op type(s) as text: ``MatMul`` or ``LeakyRelu|Relu``."""
-        return "|".join(sorted(self.op_types))
 
     def __repr__(self) -> str:
         args = [repr(p) for p in self.inputs]
         args += [f"{k}={_predicate_name(v) if callable(v) else v!r}" for k, v in self.attributes.items()]
         prefix = f"{self.domain}::" if self.domain else ""
         return f"{prefix}{self.label}({', '.join(args)})"
+
+
+def _input_orders(inputs: tuple[InputPattern, ...]) -> tuple[tuple[int, ...], ...]:
+    """Every permutation of ``inputs`` that gives a distinct sequence of pattern objects, in
+    ``itertools.permutations`` order."""
+    seen: set[tuple[int, ...]] = set()
+    orders = []
+    for order in permutations(range(len(inputs))):
+        key = tuple(id(inputs[i]) for i in order)
+        if key not in seen:
+            seen.add(key)
+            orders.append(order)
+    return tuple(orders)
 
 
 class OutputOf:
