@@ -216,7 +216,8 @@ def parse_option_value(pass_name: str, option: str, tp: Any, value: Any) -> Any:
         allowed = typing.get_args(tp)
         text = value if not isinstance(value, str) else value.strip()
         if text not in allowed:
-            raise PassOptionError(f"{where} must be one of {', '.join(map(str, allowed))}, got '{value}'")
+            shown = ", ".join("'' (empty)" if a == "" else str(a) for a in allowed)
+            raise PassOptionError(f"{where} must be one of {shown}, got '{value}'")
         return text
     if origin in (list, tuple, set, frozenset) or tp in (list, tuple):
         args = typing.get_args(tp)
