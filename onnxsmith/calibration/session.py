@@ -22,7 +22,7 @@ tensors onnxruntime builds from them. :func:`calibration_session` keeps one copy
   reductions placed after each calibrated value's producer run as soon as it exists and the
   value is freed early (:mod:`onnxsmith.calibration.reductions`);
 * a Conv or ConvTranspose with a constant weight runs in onnxruntime's blocked NCHWc kernel
-  where this CPU has one (:func:`~onnxsmith.train.blocked_conv.constant_convolutions_blocked`:
+  where this CPU has one (:func:`~onnxsmith.codegen.nchwc.constant_convolutions_blocked`:
   the weight reordered once into a new shared initializer, the model restored once the session is
   built). Graph optimizations stay off: onnxruntime's optimizers read initializers from the model,
   where a shared one is the placeholder's zeros (at ``ORT_ENABLE_ALL`` its NCHWc transformer gave
@@ -126,7 +126,7 @@ def _blocked_convolutions(model: ir.Model) -> contextlib.AbstractContextManager[
     """Blocks the model's constant-weight convolutions while the session is built, where onnxruntime can."""
     if not any(n.op_type in _CONVOLUTIONS and n.domain in ("", "ai.onnx") for n in model.graph):
         return contextlib.nullcontext()
-    from onnxsmith.train.blocked_conv import constant_convolutions_blocked, nchwc_block_size
+    from onnxsmith.codegen.nchwc import constant_convolutions_blocked, nchwc_block_size
 
     block = nchwc_block_size()
     return contextlib.nullcontext() if block is None else constant_convolutions_blocked(model, block)

@@ -16,9 +16,9 @@ import onnx_ir as ir
 from onnxsmith.ir._fields import NODE_ATTRIBUTE_DICT, NODE_DOMAIN_OP, node_list
 from onnxsmith.ir._gc import gc_paused
 
-__all__ = ["all_graphs", "all_nodes", "census", "count_nodes", "has_external_data", "header_dims", "initializer_bytes",
-           "model_size", "name_ops", "nbytes", "node_subgraphs", "nodes_with_subgraphs", "op_histogram", "op_key",
-           "tensor_bytes"]
+__all__ = ["Dim", "all_graphs", "all_nodes", "census", "count_nodes", "dims_of", "has_external_data", "header_dims",
+           "initializer_bytes", "model_size", "name_ops", "nbytes", "node_subgraphs", "nodes_with_subgraphs",
+           "op_histogram", "op_key", "tensor_bytes"]
 
 
 _GRAPH = ir.AttributeType.GRAPH
@@ -179,6 +179,17 @@ def nbytes(tensor: ir.TensorProtocol) -> int:
     if type(tensor) is ir.TensorProtoTensor:
         return math.ceil(tensor.dtype.itemsize * math.prod(tensor.raw.dims))
     return tensor.nbytes
+
+
+#: A dimension as recorded in an ``ir.Shape``: a static size, a symbolic name or unknown (None).
+Dim = int | str | None
+
+
+def dims_of(value: ir.Value) -> list[Dim] | None:
+    """The dimensions of ``value`` (int, symbolic name or None), or None when its rank is unknown."""
+    if value.shape is None:
+        return None
+    return [d if isinstance(d, int) else d.value for d in value.shape.dims]
 
 
 def header_dims(tensor: ir.TensorProtocol) -> tuple[int, ...]:

@@ -30,7 +30,7 @@ import onnx_ir as ir
 
 from onnxsmith.errors import DataInputError, ModelInputError, OnnxsmithError, UnsupportedError, first_line
 from onnxsmith.passes.train.build_gradients import METADATA_KEY
-from onnxsmith.train.blocked_conv import block_convolutions, nchwc_block_size
+from onnxsmith.codegen.nchwc import block_convolutions, nchwc_block_size
 from onnxsmith.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from onnxsmith.train.dataset import Dataset
 from onnxsmith.train.schedules import Schedule
@@ -106,7 +106,7 @@ class Trainer:
             ``CUDAExecutionProvider``); the carried values live on its device.
         threads: Intra-op threads (0: onnxruntime's default).
         blocked_convs: On the CPU provider, run eligible convolutions in onnxruntime's blocked
-            (NCHWc) layout (:mod:`~onnxsmith.train.blocked_conv`; the same convolutions with another
+            (NCHWc) layout (:mod:`~onnxsmith.codegen.nchwc`; the same convolutions with another
             summation order: equal up to float32 rounding, faster).
 
     Raises:

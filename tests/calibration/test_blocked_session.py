@@ -14,7 +14,7 @@ import pytest
 from onnxsmith.calibration import calibrate, select_values
 from onnxsmith.calibration.session import SHARED_MIN_BYTES, calibration_session
 from onnxsmith.ir import GraphBuilder, to_text
-from onnxsmith.train.blocked_conv import nchwc_block_size
+from onnxsmith.codegen.nchwc import nchwc_block_size
 from onnxsmith.verify._session import make_session
 
 COLLECT = importlib.import_module("onnxsmith.calibration.collect")  # the package re-exports a function of that name
@@ -122,7 +122,7 @@ def test_a_model_without_convolutions_does_not_probe_for_blocking(monkeypatch):
     model = GraphBuilder(opset=17)
     x = model.input("x", "float32", ["N", 4])
     model.output(model.Relu(x, _name="relu"), "y")
-    blocked_conv = importlib.import_module("onnxsmith.train.blocked_conv")
-    monkeypatch.setattr(blocked_conv, "nchwc_block_size", lambda: pytest.fail("probed"))
+    nchwc = importlib.import_module("onnxsmith.codegen.nchwc")
+    monkeypatch.setattr(nchwc, "nchwc_block_size", lambda: pytest.fail("probed"))
     session = calibration_session(model.build())
     assert session.run(None, {"x": -np.ones((2, 4), np.float32)})[0].tolist() == [[0.0] * 4] * 2

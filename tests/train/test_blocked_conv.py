@@ -12,8 +12,8 @@ from onnxsmith.ir.builder import GraphBuilder
 from onnxsmith.train import Trainer, TrainConfig, training_graph
 from onnxsmith.codegen._table_cache import CACHE_DIR_ENV, NO_CACHE_ENV, cpu_identity
 from onnxsmith.ir import to_text
-from onnxsmith.train import blocked_conv
-from onnxsmith.train.blocked_conv import (
+from onnxsmith.codegen import nchwc as blocked_conv
+from onnxsmith.codegen.nchwc import (
     NCHWC_DOMAIN,
     block_convolutions,
     constant_convolutions_blocked,

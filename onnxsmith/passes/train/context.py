@@ -26,19 +26,10 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxsmith.errors import UnsupportedError
-from onnxsmith.passes.train._emit import GraphNames
+from onnxsmith.ir.names import GraphNames
+from onnxsmith.ir.queries import Dim, dims_of
 
-__all__ = ["Dim", "GradContext", "RuleOptions"]
-
-#: A dimension as recorded in an ``ir.Shape``: a static size, a symbolic name or unknown (None).
-Dim = int | str | None
-
-
-def dims_of(value: ir.Value) -> list[Dim] | None:
-    """The dimensions of ``value`` (int, symbolic name or None), or None when its rank is unknown."""
-    if value.shape is None:
-        return None
-    return [d if isinstance(d, int) else d.value for d in value.shape.dims]
+__all__ = ["Dim", "GradContext", "RuleOptions", "dims_of"]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Blocked (NCHWc) convolutions for training graphs run on onnxruntime's CPU provider.
+"""Blocked (NCHWc) convolutions on onnxruntime's CPU provider, for training graphs and calibration sessions.
 
 onnxruntime's CPU provider computes a Conv fastest in its NCHWc layout (channels in blocks of
 the CPU's vector width, 8 or 16 floats), but its graph optimizer converts only Convs whose weights
@@ -47,8 +47,8 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxsmith.codegen._table_cache import cached, cpu_identity, native_build
-from onnxsmith.passes.train._emit import GraphNames
-from onnxsmith.passes.train.context import dims_of
+from onnxsmith.ir.names import GraphNames
+from onnxsmith.ir.queries import dims_of
 
 __all__ = ["NCHWC_DOMAIN", "block_convolutions", "constant_convolutions_blocked", "nchwc_block_size",
            "reorder_weight"]
