@@ -4,8 +4,6 @@ the same ranges within float32 rounding, the model left as it was, and nothing b
 from __future__ import annotations
 
 import importlib
-import json
-from pathlib import Path
 
 import numpy as np
 import onnx_ir as ir
@@ -53,24 +51,6 @@ def _unblocked(model: ir.Model, threads: int = 0):
     return make_session(model, threads=threads or 1)
 
 
-def _kernels(session) -> list[str]:
-    """The op types of the kernels the profiled ``session`` ran, one per node."""
-    events = json.loads(Path(session.end_profiling()).read_text())
-    return list({e["name"]: e["args"]["op_name"] for e in events
-                 if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")}.values())
-
-
-def _profiled(monkeypatch, tmp_path: Path) -> None:
-    plain = SESSION.session_options
-
-    def profiled(threads):
-        options = plain(threads=threads)
-        options.enable_profiling, options.profile_file_prefix = True, str(tmp_path / "calib")
-        return options
-
-    monkeypatch.setattr(SESSION, "session_options", profiled)
-
-
 @needs_blocking
 @pytest.mark.parametrize("relu", [True, False])
 def test_blocked_convolutions_calibrate_to_the_unblocked_ranges(relu, monkeypatch):
@@ -91,30 +71,28 @@ def test_blocked_convolutions_calibrate_to_the_unblocked_ranges(relu, monkeypatc
 
 
 @needs_blocking
-def test_the_calibration_session_runs_blocked_kernels_and_leaves_the_model_as_it_was(monkeypatch, tmp_path):
+def test_the_calibration_session_runs_blocked_kernels_and_leaves_the_model_as_it_was(profiled_sessions):
     channels = 2 * BLOCK
     model = _convs(channels)
     before = to_text(model)
-    _profiled(monkeypatch, tmp_path)
     session = calibration_session(model)
     assert to_text(model) == before
     feed = _data(channels)[0]
     expected = make_session(model).run(None, feed)[0]
     np.testing.assert_allclose(session.run(None, feed)[0], expected, rtol=RTOL, atol=1e-5)
-    kernels = _kernels(session)
+    kernels = [op for op, _ in profiled_sessions(session).values()]
     assert kernels.count("Conv") == 2 and "ReorderInput" in kernels and "ReorderOutput" in kernels
     assert "Relu" not in kernels  # folded into the first blocked Conv (its pre-activation is not calibrated)
 
 
 @needs_blocking
 @pytest.mark.parametrize("channels, group", [(3, 1), (None, 2)], ids=["channels-off-block", "grouped"])
-def test_convolutions_the_blocked_kernel_does_not_take_stay_standard(channels, group, monkeypatch, tmp_path):
+def test_convolutions_the_blocked_kernel_does_not_take_stay_standard(channels, group, profiled_sessions):
     channels = channels or 2 * BLOCK
     model = _convs(channels, group=group)
-    _profiled(monkeypatch, tmp_path)
     session = calibration_session(model)
     session.run(None, _data(channels)[0])
-    kernels = _kernels(session)
+    kernels = [op for op, _ in profiled_sessions(session).values()]
     assert kernels.count("Conv") == 2 and kernels.count("ReorderInput") == 1  # only conv2 (64 -> 32) is blocked
 
 

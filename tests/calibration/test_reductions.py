@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
-from pathlib import Path
 
 import numpy as np
 import onnx_ir as ir
@@ -107,29 +105,18 @@ def test_reduction_nodes_follow_the_producer_of_their_value():
 
 
 @pytest.mark.parametrize("model", [mlp, lambda: _wide_mlp()], ids=["inline", "shared-weights"])
-def test_the_session_reduces_each_value_before_the_model_goes_on(model, monkeypatch, tmp_path):
+def test_the_session_reduces_each_value_before_the_model_goes_on(model, profiled_sessions):
     """onnxruntime's default order would run the reductions (output-only branches) after the whole model,
     keeping every calibrated value alive to the end of the run."""
     model = model()
     values = [v for n in model.graph for v in n.outputs]
     reduced, _ = plan_reductions(values, {v.name: MinMaxObserver() for v in values}, set())
-    session_module = importlib.import_module("onnxsmith.calibration.session")
-    plain_options = session_module.session_options
-
-    def profiled(threads):
-        options = plain_options(threads=threads)
-        options.enable_profiling, options.profile_file_prefix = True, str(tmp_path / "calib")
-        return options
-
-    monkeypatch.setattr(session_module, "session_options", profiled)
     model_nodes = [n.name for n in model.graph]
     with reductions_added(model, reduced):
         session = calibration_session(model)
     width = model.graph.inputs[0].shape[1]
     session.run(None, {"x": np.ones((2, width), np.float32)})
-    events = json.loads(Path(session.end_profiling()).read_text())
-    position = {e["name"].removesuffix("_kernel_time"): e["ts"] for e in events
-                if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")}
+    position = {name: start for name, (_, start) in profiled_sessions(session).items()}
     for r, value in zip(reduced, values[:-1]):  # the last value has no node after it
         following = model_nodes[model_nodes.index(value.producer().name) + 1]
         assert max(position[name] for name in r.outputs) < position[following], r.value
