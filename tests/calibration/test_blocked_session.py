@@ -16,7 +16,6 @@ from onnxsmith.codegen.nchwc import nchwc_block_size
 from onnxsmith.verify._session import make_session
 
 COLLECT = importlib.import_module("onnxsmith.calibration.collect")  # the package re-exports a function of that name
-SESSION = importlib.import_module("onnxsmith.calibration.session")
 BLOCK = nchwc_block_size()
 needs_blocking = pytest.mark.skipif(BLOCK is None, reason="onnxruntime blocks no convolution on this CPU")
 
