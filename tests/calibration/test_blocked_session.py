@@ -11,8 +11,8 @@ import pytest
 
 from onnxsmith.calibration import calibrate, select_values
 from onnxsmith.calibration.session import SHARED_MIN_BYTES, calibration_session
-from onnxsmith.ir import GraphBuilder, to_text
 from onnxsmith.codegen.nchwc import nchwc_block_size
+from onnxsmith.ir import GraphBuilder, to_text
 from onnxsmith.verify._session import make_session
 
 COLLECT = importlib.import_module("onnxsmith.calibration.collect")  # the package re-exports a function of that name
