@@ -8,11 +8,8 @@ import numpy as np
 import onnx_ir as ir
 import pytest
 
-from onnxsmith.ir.builder import GraphBuilder
-from onnxsmith.train import Trainer, TrainConfig, training_graph
-from onnxsmith.codegen._table_cache import CACHE_DIR_ENV, NO_CACHE_ENV, cpu_identity
-from onnxsmith.ir import to_text
 from onnxsmith.codegen import nchwc as blocked_conv
+from onnxsmith.codegen._table_cache import CACHE_DIR_ENV, NO_CACHE_ENV, cpu_identity
 from onnxsmith.codegen.nchwc import (
     NCHWC_DOMAIN,
     block_convolutions,
@@ -20,6 +17,9 @@ from onnxsmith.codegen.nchwc import (
     nchwc_block_size,
     reorder_weight,
 )
+from onnxsmith.ir import to_text
+from onnxsmith.ir.builder import GraphBuilder
+from onnxsmith.train import Trainer, TrainConfig, training_graph
 from onnxsmith.verify._session import run_model
 
 F32 = "float32"
