@@ -25,9 +25,11 @@ Two rewrites, both exact (the shared node computes what each duplicate computed)
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 import onnx_ir as ir
 
+from onnxsmith.ir.names import GraphNames
 from onnxsmith.ir.queries import all_graphs
 
 __all__ = ["share_activation_quantization"]
@@ -63,13 +65,14 @@ def _merge(keep: ir.Node, duplicate: ir.Node, graph: ir.Graph) -> bool:
     return True
 
 
-def _quantize_node(value: ir.Value, name: str) -> ir.Node:
-    """``DynamicQuantizeLinear(value)`` with named, typed outputs ``(A_q uint8, s_a float, zp_a uint8)``."""
-    node = ir.Node("", "DynamicQuantizeLinear", [value], num_outputs=3, name=f"{name}_quantize_input")
+def _quantize_node(value: ir.Value, name: str, names: GraphNames) -> ir.Node:
+    """``DynamicQuantizeLinear(value)`` with typed outputs ``(A_q uint8, s_a float, zp_a uint8)`` named
+    after ``name`` where those names are free (a weight quantized beside it may hold them)."""
+    node = ir.Node("", "DynamicQuantizeLinear", [value], num_outputs=3, name=names.fresh(f"{name}_quantize_input"))
     a_q, a_scale, a_zero = node.outputs
     for output, suffix, dtype in ((a_q, "quantized", ir.DataType.UINT8), (a_scale, "scale", ir.DataType.FLOAT),
                                   (a_zero, "zero_point", ir.DataType.UINT8)):
-        output.name = f"{name}_{suffix}"
+        output.name = names.fresh(f"{name}_{suffix}")
         output.dtype = dtype
     a_q.shape = value.shape
     a_scale.shape = a_zero.shape = ir.Shape([])
@@ -94,7 +97,7 @@ def _to_integer_to_float(node: ir.Node, quantized: ir.Node, graph: ir.Graph) -> 
     graph.remove(node, safe=True)
 
 
-def _share(graph: ir.Graph, fused: bool) -> int:
+def _share(graph: ir.Graph, fused: bool, names: Callable[[], GraphNames]) -> int:
     rewrites = 0
     for value, (quantizers, matmuls) in _readers(graph).items():
         rewrites += sum(_merge(quantizers[0], duplicate, graph) for duplicate in quantizers[1:])
@@ -102,7 +105,7 @@ def _share(graph: ir.Graph, fused: bool) -> int:
             continue
         shared = quantizers[0] if quantizers else None
         if shared is None or graph.index(shared) > graph.index(matmuls[0]):
-            created = _quantize_node(value, value.name or matmuls[0].name or "activation")
+            created = _quantize_node(value, value.name or matmuls[0].name or "activation", names())
             graph.insert_before(matmuls[0], created)
             if shared is not None:
                 _merge(created, shared, graph)
@@ -125,4 +128,11 @@ def share_activation_quantization(model: ir.Model, *, fused: bool) -> int:
     Returns:
         The number of nodes merged or replaced.
     """
-    return sum(_share(graph, fused) for graph in list(all_graphs(model)))
+    taken: list[GraphNames] = []  # the model's names (subgraphs included), collected when first needed
+
+    def names() -> GraphNames:
+        if not taken:
+            taken.append(GraphNames(model.graph))
+        return taken[0]
+
+    return sum(_share(graph, fused, names) for graph in list(all_graphs(model)))

@@ -242,6 +242,29 @@ def test_untyped_activations_are_quantized():
     assert record.stats["applied"]["dynamic-matmul"] == 1
 
 
+def test_a_shared_activation_named_like_a_quantized_weight_gets_fresh_names():
+    """w1 is read as an activation (Gemm's A, shared by two readers) and as a weight (MatMul's B): the
+    shared DynamicQuantizeLinear must not reuse the weight's 'w1_quantized'/'w1_scale'/'w1_zero_point'
+    (found by the random-model contract test)."""
+    text = HEADER + """
+g (float[1] x0) => (float[1,1] y1, float[1,1] y2) <float[1,1] w1 = {0.27392337}, float[1,1] w2 = {-0.46042657}> {
+  [g1] y1 = Gemm(w1, w2)
+  [m2] y2 = MatMul(w1, w1)
+}"""
+    model, record = _run(text)
+    assert record.modified
+    names = [v.name for v in model.graph.initializers.values()]
+    names += [v.name for n in model.graph for v in n.outputs]
+    assert len(names) == len(set(names)), names
+    quantizer = next(n for n in model.graph if n.op_type == "DynamicQuantizeLinear")
+    for output, base in zip(quantizer.outputs, ("w1_quantized_", "w1_scale_", "w1_zero_point_")):
+        assert output.name.startswith(base), output.name  # the weight holds the plain names
+    expected = run_model(parse_text(text), {"x0": np.zeros(1, np.float32)})
+    got = run_model(model, {"x0": np.zeros(1, np.float32)})
+    for e, g in zip(expected, got):
+        np.testing.assert_allclose(g, e, rtol=0.02, atol=1e-3)
+
+
 @pytest.mark.parametrize("target", ["cpu", "generic"])
 def test_pass_contract_on_random_models(target):
     """Structure, tolerance, idempotence and save/load on random MatMul/Gemm models."""
