@@ -1,4 +1,4 @@
-"""Defer the import of sympy (through onnx_ir) until something uses it.
+"""Defer imports until something uses them: sympy (through onnx_ir), and names packages re-export.
 
 onnx_ir imports sympy at module level, but only symbolic-dimension arithmetic (``SymbolicDim + 1``)
 and the parsing of dimension expressions ever touch it. Importing sympy costs about 0.3 s and 33 MiB:
@@ -21,6 +21,8 @@ import importlib.machinery
 import importlib.util
 import sys
 import types
+from collections.abc import Callable, Mapping
+from typing import Any
 
 DEFERRED_MODULES = ("sympy", "onnx_ir._symbolic_shapes")
 
@@ -68,3 +70,26 @@ def _stand_in(name: str, spec: importlib.machinery.ModuleSpec) -> types.ModuleTy
 
     stand_in.__getattr__ = __getattr__  # type: ignore[method-assign]
     return stand_in
+
+
+def lazy_exports(namespace: dict[str, Any], exports: Mapping[str, str]
+                 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A package's ``__getattr__`` and ``__dir__`` (PEP 562) for names it re-exports on first use.
+
+    ``namespace`` is the package's ``globals()``; ``exports`` maps each name to the module that
+    defines it. The first lookup of a name imports that module and keeps the value in the
+    package's namespace, so later lookups are plain attribute reads.
+    """
+    package = namespace["__name__"]
+
+    def __getattr__(name: str) -> Any:
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = namespace[name] = getattr(importlib.import_module(module), name)
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*namespace, *exports})
+
+    return __getattr__, __dir__

@@ -6,9 +6,7 @@ hypothesis (a test dependency), so they are imported on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from onnxsmith._lazy_imports import lazy_exports
 from onnxsmith.verify.compare import OutputDiff, compare_outputs
 from onnxsmith.verify.equivalence import EquivalenceReport, NotEquivalentError, assert_equivalent, check_equivalent
 from onnxsmith.verify.inputs import generate_inputs
@@ -37,8 +35,4 @@ __all__ = [
     "verify_structure",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'onnxsmith.verify' has no attribute '{name}'")
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)

@@ -7,9 +7,9 @@ from a range, and tensors through QuantizeLinear/DequantizeLinear.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from onnxsmith._lazy_imports import lazy_exports
 from onnxsmith.passes.registry import register_pipeline
 
 if TYPE_CHECKING:
@@ -52,20 +52,8 @@ _EXPORTS = {
     "smooth_quant": ("SmoothOptions", "SmoothQuant"),
     "weights": ("QuantizeWeights",),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_MODULE_OF})
+__getattr__, __dir__ = lazy_exports(
+    globals(), {name: f"{__name__}.{module}" for module, names in _EXPORTS.items() for name in names})
 
 
 #: Embedding tables as 8-bit blocks, weight-only (activations are planned by annotate-quant, tables are not).
