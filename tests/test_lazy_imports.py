@@ -1,10 +1,12 @@
-"""onnxsmith defers sympy, which onnx_ir imports but only symbolic-dimension arithmetic uses."""
+"""onnxsmith defers sympy (which onnx_ir imports but only symbolic-dimension arithmetic uses) and re-exported names."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 
 def _run(code: str) -> str:
@@ -80,3 +82,20 @@ def test_a_user_rule_for_an_op_with_a_built_in_rule_is_refused_before_the_built_
         """
     )
     assert out == "a gradient rule for MatMul is already registered"
+
+
+def test_lazy_exports_import_a_name_on_first_use_and_keep_it():
+    import types
+
+    from onnxsmith._lazy_imports import lazy_exports
+
+    package = types.ModuleType("fake_package")
+    namespace = vars(package)
+    package.__getattr__, package.__dir__ = lazy_exports(namespace, {"JSONDecoder": "json.decoder"})
+    assert "JSONDecoder" not in namespace and "JSONDecoder" in dir(package)
+    import json.decoder
+
+    assert package.JSONDecoder is json.decoder.JSONDecoder
+    assert namespace["JSONDecoder"] is json.decoder.JSONDecoder  # later lookups read the namespace
+    with pytest.raises(AttributeError, match="module 'fake_package' has no attribute 'nope'"):
+        package.nope
