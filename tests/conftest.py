@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
 
 from onnxsmith.codegen._table_cache import CACHE_DIR_ENV
 from onnxsmith.passes import registry
+
+# The property tests draw the same examples on every run, so a red CI is a bug to fix and never
+# a roll of the dice; `pytest --hypothesis-profile=explore` draws fresh ones to hunt for new bugs
+# (hypothesis prints the failing example and how to reproduce it).
+settings.register_profile("reproducible", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False, database=None, print_blob=True)
+settings.load_profile("reproducible")
 
 
 @pytest.fixture(autouse=True, scope="session")
