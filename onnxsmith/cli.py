@@ -70,6 +70,7 @@ _USAGE = f"""\
        {PROG} ep-check MODEL [--target NAME] [--inputs NPZ] [--json]
        {PROG} train MODEL OUT --data PATH [--labels NAME] [--loss NAME] [--epochs N] [--lr LR] [--optimizer NAME]
                       [--batch-size N] [--schedule NAME [--warmup N]] [--checkpoint FILE [--resume]] [--eval-data PATH]
+                      [--target cpu|cuda]
        {PROG} demo [--out DIR]"""
 
 _EPILOG = f"""\
@@ -291,6 +292,10 @@ def _command_parser(command: str) -> _Parser:
     return parser
 
 
+#: ``train --target`` and the provider it trains on.
+_TRAIN_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
 def _train_arguments(parser: _Parser) -> None:
     from onnxsmith.passes.train import LOSSES
 
@@ -326,6 +331,9 @@ def _train_arguments(parser: _Parser) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=0, metavar="N", help="also checkpoint every N steps")
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     parser.add_argument("--eval-data", metavar="PATH", help="held-out rows (with labels) evaluated after each epoch")
+    parser.add_argument("--target", choices=tuple(_TRAIN_PROVIDERS), default="cpu",
+                        help="the device to train on: onnxruntime's CPU or CUDA provider (cuda needs onnxruntime-gpu; "
+                             "default: cpu)")
     parser.add_argument("--qat", action="store_true",
                         help="quantization-aware training of a QDQ model (from --passes cleanup,qdq): train the "
                              "float weights through the fake quantization, write the QDQ model with folded scales")
@@ -536,7 +544,8 @@ def _run_train(args: argparse.Namespace) -> int:
         extra = {"weight_bits": args.weight_bits} if args.qat else {}
         outcome = (qat if args.qat else train)(load(args.model), args.data, config, labels=args.labels,
                                                checkpoint=args.checkpoint, resume=args.resume,
-                                               eval_data=args.eval_data, on_step=progress, **extra)
+                                               eval_data=args.eval_data, on_step=progress,
+                                               provider=_TRAIN_PROVIDERS[args.target], **extra)
     finally:
         if progress is not None:
             progress.close()

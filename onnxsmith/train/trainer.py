@@ -111,13 +111,15 @@ class Trainer:
 
     Raises:
         ModelInputError: The model is not a training graph with an optimizer step.
-        UnsupportedError: onnxruntime cannot load it.
+        UnsupportedError: The provider is not one of the two, or not in this onnxruntime build;
+            onnxruntime cannot load the graph.
     """
 
     def __init__(self, training_model: ir.Model, *, provider: str = "CPUExecutionProvider", threads: int = 0,
                  blocked_convs: bool = True) -> None:
         import onnxruntime as ort
 
+        _check_provider(provider, ort.get_available_providers())
         info = _training_info(training_model)
         graph = training_model.graph
         inputs = {v.name: v for v in graph.inputs}
@@ -340,6 +342,20 @@ class _RunState:
         metrics = {name: float(value) for name, value in evaluate(self.trainer).items()}
         log.info("step %d: %s", self.trainer.step, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         return self.trainer.step, metrics
+
+
+_PROVIDERS = ("CPUExecutionProvider", _CUDA)
+
+
+def _check_provider(provider: str, available: list[str]) -> None:
+    """Refuses a provider the Trainer cannot keep its values on, or one this onnxruntime lacks
+    (onnxruntime itself would fall back to the CPU with a warning, or fail on the first buffer)."""
+    if provider not in _PROVIDERS:
+        raise UnsupportedError(f"the Trainer runs on {' or '.join(_PROVIDERS)}, not '{provider}'",
+                               "train on the CPU or CUDA provider")
+    if provider not in available:
+        raise UnsupportedError(f"{provider} is not in this onnxruntime build (available: {', '.join(available)})",
+                               "install onnxruntime-gpu in place of onnxruntime, or train on the CPU")
 
 
 def session_graph(training_model: ir.Model, provider: str = "CPUExecutionProvider", blocked_convs: bool = True

@@ -105,3 +105,14 @@ def test_qat_flag_writes_a_qdq_model_with_int4_weights(qdq, blobs, tmp_path, cap
     code, _, err = run(capsys, "train", tmp_path / "qdq.onnx", tmp_path / "x.onnx", "--data", tmp_path / "train.npz",
                        "--weight-bits", "4")
     assert code == 2 and "--weight-bits goes with --qat" in err
+
+
+def test_cuda_target_without_the_cuda_build_is_one_line(files, capsys, monkeypatch):
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    code, _, err = run(capsys, "train", files / "mlp.onnx", files / "out.onnx", "--data", files / "train.npz",
+                       "--labels", "digit", "--target", "cuda", "-q")
+    assert code != 0 and len(err.splitlines()) == 1, err
+    assert "CUDAExecutionProvider is not in this onnxruntime build" in err and "install onnxruntime-gpu" in err
+    assert not (files / "out.onnx").exists()

@@ -163,3 +163,17 @@ def test_clip_norm_needs_an_optimizer_and_a_positive_norm(mlp):
         PassManager("build-gradients{loss-fn=cross-entropy;clip-norm=1}").run(mlp.clone())
     with pytest.raises(PassOptionError, match="clip-norm must be >= 0"):
         PassManager("build-gradients{loss-fn=cross-entropy;optimizer=sgd;clip-norm=-1}").run(mlp.clone())
+
+
+def test_a_provider_the_trainer_cannot_use_is_refused_before_onnxruntime_falls_back(mlp):
+    import onnxruntime
+
+    from onnxsmith.errors import UnsupportedError
+    from onnxsmith.train.fit import training_graph
+
+    training = training_graph(mlp, CONFIG)
+    with pytest.raises(UnsupportedError, match="runs on CPUExecutionProvider or CUDAExecutionProvider, not 'Foo'"):
+        Trainer(training, provider="Foo")
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(UnsupportedError, match="CUDAExecutionProvider is not in this onnxruntime build"):
+            Trainer(training, provider="CUDAExecutionProvider")
