@@ -141,14 +141,15 @@ def constant_convolutions_blocked(model: ir.Model, block: int) -> Iterator[int]:
     Yields how many nodes were rewritten; on exit ``model`` is as it was (same nodes, values and names).
     """
     added_domain = NCHWC_DOMAIN not in model.opset_imports
-    rewrites = _block_all(model, block, constant_weights=True)
-    try:
+    rewrites: list[_Rewrite] = []
+    try:  # the rewrites made before an error or Ctrl-C in the middle of the loop are undone too
+        _block_all(model, block, constant_weights=True, into=rewrites)
         yield len(rewrites)
     finally:
         for rewrite in reversed(rewrites):
             rewrite.undo(model.graph)
-        if rewrites and added_domain:
-            del model.opset_imports[NCHWC_DOMAIN]
+        if added_domain:
+            model.opset_imports.pop(NCHWC_DOMAIN, None)
 
 
 @dataclass
@@ -175,10 +176,12 @@ class _Rewrite:
             graph.initializers.pop(self.weight.name)
 
 
-def _block_all(model: ir.Model, block: int, *, constant_weights: bool) -> list[_Rewrite]:
+def _block_all(model: ir.Model, block: int, *, constant_weights: bool, into: list[_Rewrite] | None = None
+               ) -> list[_Rewrite]:
+    """Rewrites every eligible node; each rewrite is appended to ``into`` (returned) as soon as it is made."""
     graph = model.graph
     names = GraphNames(graph)
-    rewrites = []
+    rewrites = [] if into is None else into
     for node in list(graph):
         if node.domain not in ("", "ai.onnx") or node.op_type not in ("Conv", "ConvTranspose"):
             continue
@@ -257,7 +260,6 @@ def _rewrite(graph: ir.Graph, names: GraphNames, node: ir.Node, block: int, pads
     if constant_weights:
         constant = ir.Value(name=names.fresh(f"{base}_nchwc_weight"),
                             const_value=ir.tensor(_reordered_constant(node, block)))
-        graph.register_initializer(constant)
         weight = constant
     elif node.op_type == "Conv":
         blocks = add("", "Reshape", [w, ints([m // block, block, c // block, block, kh, kw])])
@@ -279,6 +281,8 @@ def _rewrite(graph: ir.Graph, names: GraphNames, node: ir.Node, block: int, pads
     result.type, result.shape = replaced.type, replaced.shape
     removed = [node, relu] if relu is not None else [node]
     inputs = [list(n.inputs) for n in removed]
+    if constant is not None:  # the graph changes from here on
+        graph.register_initializer(constant)
     graph.insert_before(node, new)
     replaced.replace_all_uses_with(result, replace_graph_outputs=True)
     graph.remove(removed, safe=True)

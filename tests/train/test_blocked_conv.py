@@ -246,3 +246,20 @@ def test_a_cached_answer_that_is_not_a_block_size_is_probed_again(probe, tmp_pat
 def test_the_cpu_identity_is_stable_and_names_the_architecture():
     assert cpu_identity() == cpu_identity()
     assert set(cpu_identity()) == {"machine", "flags"} and cpu_identity()["machine"]
+
+
+@needs_blocking
+def test_an_error_in_the_middle_of_the_rewrites_leaves_the_model_as_it_was(monkeypatch):
+    model = _cnn(BLOCK)
+    before, rewrite, calls = to_text(model), blocked_conv._rewrite, []
+
+    def second_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return rewrite(*args, **kwargs)
+
+    monkeypatch.setattr(blocked_conv, "_rewrite", second_fails)
+    with pytest.raises(KeyboardInterrupt), constant_convolutions_blocked(model, BLOCK):
+        pass
+    assert len(calls) == 2 and to_text(model) == before and NCHWC_DOMAIN not in model.opset_imports
