@@ -23,6 +23,7 @@ ACTIVATIONS = [
     ("LeakyRelu", {"alpha": 0.1}, [0.0]),
     ("Sigmoid", {}, []),
     ("Tanh", {}, []),
+    ("Softplus", {}, []),
 ]
 
 

@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradient_models import assert_gradients_match, away_from, broadcast_pair, op_model
+from gradient_models import assert_gradients_match, away_from, broadcast_pair, distinct, op_model
+
+from onnxsmith.passes.train.gradcheck import check_gradients
 
 FEW = settings(max_examples=6, deadline=None)
 
@@ -22,7 +24,8 @@ def test_binary_ops_with_broadcasting(op, data):
     assert_gradients_match(op_model(op, {"a": rng.normal(size=a_shape), "b": b}))
 
 
-@pytest.mark.parametrize("op, low, high", [("Neg", -2, 2), ("Exp", -2, 2), ("Log", 0.5, 3), ("Sqrt", 0.5, 3)])
+@pytest.mark.parametrize("op, low, high", [("Neg", -2, 2), ("Exp", -2, 2), ("Log", 0.5, 3), ("Sqrt", 0.5, 3),
+                                           ("Reciprocal", 0.5, 3), ("Reciprocal", -3, -0.5), ("Abs", -3, 3)])
 @FEW
 @given(shape=st.lists(st.integers(1, 3), min_size=0, max_size=3))
 def test_unary_ops(op, low, high, shape):
@@ -56,6 +59,33 @@ def test_sum_and_where_broadcast(data):
     assert_gradients_match(op_model("Sum", {"a": a, "b": b, "c": rng.normal(size=a_shape)}))
     cond = rng.random(np.broadcast_shapes(a_shape, b_shape)) > 0.5
     assert_gradients_match(op_model("Where", {"a": a, "b": b}, data={"c": cond}, order=["c", "a", "b"]))
+
+
+@pytest.mark.parametrize("op", ["Max", "Min", "Mean"])
+@FEW
+@given(data=st.data(), three=st.booleans())
+def test_variadic_max_min_mean_with_broadcasting(op, data, three):
+    a_shape, b_shape = broadcast_pair(data.draw)
+    rng = np.random.default_rng(7)
+    # values of different inputs lie 0.025 apart or more: no tie within the finite-difference step
+    dtype = "float32" if op == "Mean" else "float64"  # onnxruntime has no float64 Mean
+    params = {"a": distinct(rng, a_shape, dtype), "b": distinct(rng, b_shape, dtype) + np.array(0.025, dtype)}
+    if three:
+        params["c"] = distinct(rng, a_shape, dtype) + np.array(0.05, dtype)
+    assert_gradients_match(op_model(op, params, dtype=dtype), dtype=dtype)
+
+
+@pytest.mark.parametrize("op", ["Max", "Min"])
+def test_max_and_min_split_the_gradient_between_tied_inputs(op):
+    a, b, c = np.array([1.0, 2.0, 5.0]), np.array([1.0, 3.0, 5.0]), np.array([0.0, 2.0, 5.0])
+    if op == "Min":
+        a, b, c = -a, -b, -c
+    model = op_model(op, {"a": a, "b": b, "c": c}, seed=3)
+    weights = next(n for n in model.graph if n.op_type == "Constant").attributes["value"].as_tensor().numpy()
+    grads = {check.name: check.analytic for check in check_gradients(model)}
+    np.testing.assert_allclose(grads["a"], weights * [1 / 2, 0, 1 / 3])
+    np.testing.assert_allclose(grads["b"], weights * [1 / 2, 1, 1 / 3])
+    np.testing.assert_allclose(grads["c"], weights * [0, 0, 1 / 3])
 
 
 def test_clip_passes_gradient_inside_and_to_its_bounds():

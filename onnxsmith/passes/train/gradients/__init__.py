@@ -1,9 +1,12 @@
 """Gradient rules, one family of operators per module; importing the package registers them all.
 
-- ``elementwise``: Add, Sub, Mul, Div, Neg, Exp, Log, Sqrt, Pow, Sum, Where, Clip, Cast, Identity, Dropout;
-- ``activations``: Relu, LeakyRelu, Sigmoid, Tanh, Erf, Gelu, HardSigmoid, HardSwish, Softmax, LogSoftmax;
+- ``elementwise``: Add, Sub, Mul, Div, Neg, Exp, Log, Sqrt, Pow, Reciprocal, Abs, Sum, Mean, Max, Min,
+  Where, Clip, Cast, Identity, Dropout;
+- ``activations``: Relu, LeakyRelu, Sigmoid, Tanh, Erf, Gelu, HardSigmoid, HardSwish, Softplus, Softmax,
+  LogSoftmax;
 - ``linear``: MatMul, Gemm;
-- ``reductions``: ReduceSum, ReduceMean;
+- ``reductions``: ReduceSum, ReduceMean, ReduceSumSquare, ReduceL1, ReduceL2, ReduceLogSumExp, ReduceMax,
+  ReduceMin, GlobalMaxPool;
 - ``shapes``: Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Expand, Concat, Split, Slice, Gather;
 - ``normalization``: LayerNormalization, BatchNormalization (inference form);
 - ``convolution``: Conv, AveragePool, GlobalAveragePool, MaxPool;

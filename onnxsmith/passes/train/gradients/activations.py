@@ -14,6 +14,7 @@ forward input need not stay alive and onnxruntime can still fuse the forward op.
   ``dx = dy * (0.5 * (1 + t) + 0.5 * x * (1 - t^2) * c * (1 + 3 * 0.044715 x^2))``;
 - HardSigmoid(alpha, beta): ``dx = alpha * dy`` where ``0 < y < 1``, else 0;
 - HardSwish: ``dx = dy * (x / 3 + 0.5)`` for ``-3 <= x <= 3``, ``dy`` above, 0 below;
+- Softplus: ``dx = dy * Sigmoid(x)``;
 - Softmax(axis): ``dx = y * (dy - sum(dy * y, axis))``;
 - LogSoftmax(axis): ``dx = dy - exp(y) * sum(dy, axis)``.
 """
@@ -106,6 +107,11 @@ def hard_swish(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
     slope = ctx.op("Where", ctx.op("Less", x, ctx.scalar(-3.0, x)), ctx.scalar(0.0, x),
                    ctx.op("Where", ctx.op("Greater", x, ctx.scalar(3.0, x)), ctx.scalar(1.0, x), ramp))
     return [ctx.op("Mul", dy, slope)]
+
+
+@gradient("Softplus")
+def softplus(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
+    return [ctx.op("Mul", output_grads[0], ctx.op("Sigmoid", node.inputs[0]))]
 
 
 @gradient("Softmax")

@@ -8,7 +8,10 @@ Broadcast operands receive their gradient summed over the broadcast axes (``ctx.
 - ``y = -x``: ``dx = -dy``;  ``y = exp(x)``: ``dx = dy * y``;  ``y = log(x)``: ``dx = dy / x``;
 - ``y = sqrt(x)``: ``dx = 0.5 * dy / y``;
 - ``y = a ** b``: ``da = dy * b * a ** (b - 1)`` (folded when ``b`` is a constant), ``db = dy * y * log(a)``;
-- ``y = Sum(x1, ..., xn)``: ``dxi = dy``;
+- ``y = 1 / x``: ``dx = -dy * y * y``;  ``y = |x|``: ``dx = dy * Sign(x)`` (0 at 0, as torch);
+- ``y = Sum(x1, ..., xn)``: ``dxi = dy``;  ``y = Mean(x1, ..., xn)``: ``dxi = dy / n``;
+- ``y = Max(x1, ..., xn)`` and Min: ``dy`` goes to the inputs equal to ``y``, split evenly between
+  ties (``mi = (xi == y)``, ``dxi = dy * mi / sum_j mj``), as torch's ``maximum`` does;
 - ``y = Where(c, a, b)``: ``da = Where(c, dy, 0)``, ``db = Where(c, 0, dy)``;
 - ``y = Clip(x, lo, hi)``: ``dx = dy`` where ``x`` was not clipped (``y == x``), ``dlo`` and ``dhi``
   collect ``dy`` where ``x < lo`` and ``x > hi``;
@@ -107,6 +110,36 @@ def pow_(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
 def sum_(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
     dy = output_grads[0]
     return [ctx.unbroadcast(dy, x) if ctx.needs(i) else None for i, x in enumerate(node.inputs)]
+
+
+@gradient("Mean")
+def mean(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
+    y = node.outputs[0]
+    share = ctx.op("Mul", output_grads[0], ctx.scalar(1.0 / len(node.inputs), y))
+    return [ctx.unbroadcast(share, x) if ctx.needs(i) else None for i, x in enumerate(node.inputs)]
+
+
+@gradient("Max")
+@gradient("Min")
+def extremum(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
+    y, dy = node.outputs[0], output_grads[0]
+    if len(node.inputs) == 1:
+        return [dy]
+    masks = [ctx.op("Cast", ctx.op("Equal", x, y), to=ctx.dtype(y)) for x in node.inputs]
+    share = ctx.op("Div", dy, ctx.op("Sum", *masks))  # the number of inputs equal to y: at least one
+    return [ctx.unbroadcast(ctx.op("Mul", share, mask), x) if ctx.needs(i) else None
+            for i, (x, mask) in enumerate(zip(node.inputs, masks))]
+
+
+@gradient("Reciprocal")
+def reciprocal(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
+    y = node.outputs[0]
+    return [ctx.op("Mul", output_grads[0], ctx.op("Mul", y, ctx.op("Neg", y)))]
+
+
+@gradient("Abs")
+def abs_(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
+    return [ctx.op("Mul", output_grads[0], ctx.op("Sign", node.inputs[0]))]
 
 
 @gradient("Where", nondifferentiable=[0])
