@@ -21,6 +21,11 @@ loss. "Rows" are all positions but the last axis, ``R`` their number:
   mean runs over every row, not only the batch axis).
 - a weighted sum ``sum_i w_i * loss_i`` of any of these.
 
+An output that is already a softmax over its last axis (ONNX Softmax, or the Exp / row-sum
+division of jax2tf and tf2onnx exports) is read through its logits by cross-entropy and by the
+student side of kl-div (``softmax_logits``): the loss is then ``-log p_label`` of the model's own
+probabilities, not a second softmax over them.
+
 Every op a term applies to ``y`` has a gradient rule (LogSoftmax, Mul, Sub, Div, Sqrt,
 ReduceSum, ReduceMean, ...), so ``build-gradients`` differentiates through it; the labels, target
 and teacher are inputs and get no gradient. (A teacher computed inside the same graph must have
@@ -44,6 +49,7 @@ import onnx_ir as ir
 
 from onnxsmith.errors import PassOptionError, UnsupportedError, did_you_mean
 from onnxsmith.passes.train._emit import Emitter
+from onnxsmith.passes.train.softmax_logits import softmax_logits
 from onnxsmith.passes.train.context import dims_of
 
 __all__ = ["LOSSES", "Loss", "add_loss", "add_losses"]
@@ -209,8 +215,18 @@ def _row_mean(emit: Emitter, per_element: ir.Value) -> ir.Value:
     return emit.op("ReduceMean", per_row, keepdims=0)
 
 
+def _logits(y: ir.Value, kind: str) -> ir.Value:
+    """``y``, or the logits under it when ``y`` is a softmax's probabilities (see ``softmax_logits``)."""
+    logits = softmax_logits(y)
+    if logits is None:
+        return y
+    log.info("%s reads the logits '%s' under the softmax output '%s'", kind, logits.name, y.name)
+    return logits
+
+
 def _cross_entropy(emit: Emitter, term: Loss, logits: ir.Value, labels: ir.Value) -> ir.Value:
     classes = dims_of(logits)[-1]  # type: ignore[index]
+    logits = _logits(logits, "cross-entropy")
     if not isinstance(classes, int):
         raise UnsupportedError(f"cross-entropy needs a static number of classes, '{logits.name}' has last axis "
                                f"'{classes}'", "give the output a static last dimension")
@@ -248,7 +264,7 @@ def _kl_div(emit: Emitter, term: Loss, logits: ir.Value, teacher: ir.Value) -> i
     def soften(z: ir.Value) -> ir.Value:
         return emit.op("LogSoftmax", z if t == 1.0 else emit.op("Div", z, emit.scalar(t, logits.dtype)), axis=-1)
 
-    log_q, log_student = soften(teacher), soften(logits)
+    log_q, log_student = soften(teacher), soften(_logits(logits, "kl-div"))
     kl = _row_mean(emit, emit.op("Mul", emit.op("Exp", log_q), emit.op("Sub", log_q, log_student)))
     return kl if t == 1.0 else emit.op("Mul", kl, emit.scalar(t * t, logits.dtype))
 
