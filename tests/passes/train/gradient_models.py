@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import onnx_ir as ir
 from hypothesis import strategies as st
 
 from onnxsmith.ir.builder import GraphBuilder
@@ -17,22 +18,31 @@ TOLERANCE = {"float64": (1e-5, 1e-6), "float32": (2e-2, 2e-2)}
 
 def op_model(op_type: str, params: Mapping[str, np.ndarray], *, data: Mapping[str, np.ndarray] | None = None,
              order: Sequence[str] | None = None, attrs: Mapping[str, Any] | None = None, outputs: int = 1,
-             used_outputs: Sequence[int] = (0,), opset: int = 18, seed: int = 0, dtype: str = "float64"):
+             used_outputs: Sequence[int] = (0,), opset: int = 18, seed: int = 0, dtype: str = "float64",
+             domain: str = "", output_shapes: Sequence[Sequence[int]] | None = None):
     """A model computing ``sum(w_k * y_k)`` over outputs ``y_k`` of one ``op_type`` node.
 
     ``params`` become initializers (the parameters), ``data`` constants that are not differentiated
     (integer tensors, shapes, axes); ``order`` lists the node's inputs by name ('' for an absent one).
+    ``output_shapes`` gives the node's output shapes where ONNX shape inference does not know the
+    op (onnxruntime's contrib ops); they take the element type ``dtype``.
     """
     rng = np.random.default_rng(seed)
     names = list(order) if order is not None else [*params, *(data or {})]
 
     def node_graph() -> tuple[GraphBuilder, tuple]:
         b = GraphBuilder(opset=opset)
+        if domain:
+            b.opset_imports[domain] = 1
         values = {name: b.initializer(name, np.array(array)) for name, array in params.items()}
         for name, array in (data or {}).items():
             values[name] = b.Constant(value=np.asarray(array))
-        out = b.op(op_type, *[values[n] if n else None for n in names], _outputs=outputs, **(attrs or {}))
-        return b, out if outputs > 1 else (out,)
+        out = b.op(op_type, *[values[n] if n else None for n in names], _outputs=outputs, _domain=domain,
+                   **(attrs or {}))
+        outs = out if outputs > 1 else (out,)
+        for value, shape in zip(outs, output_shapes or ()):
+            value.shape, value.type = ir.Shape(list(shape)), ir.TensorType(ir.DataType.from_numpy(np.dtype(dtype)))
+        return b, outs
 
     probe, probe_outputs = node_graph()
     for k in used_outputs:

@@ -10,13 +10,16 @@
 - ``shapes``: Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Expand, Concat, Split, Slice, Gather;
 - ``normalization``: LayerNormalization, BatchNormalization (inference form);
 - ``convolution``: Conv, AveragePool, GlobalAveragePool, MaxPool;
-- ``quantize``: QuantizeLinear -> DequantizeLinear pairs (straight-through estimator, LSQ scales).
+- ``quantize``: QuantizeLinear -> DequantizeLinear pairs (straight-through estimator, LSQ scales);
+- ``contrib``: the com.microsoft ops that ``fuse`` writes: FastGelu, BiasGelu, QuickGelu, FusedConv,
+  SkipLayerNormalization.
 """
 
 from __future__ import annotations
 
 from onnxsmith.passes.train.gradients import (  # noqa: F401  (registration)
     activations,
+    contrib,
     convolution,
     elementwise,
     linear,

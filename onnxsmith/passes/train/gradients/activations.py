@@ -74,10 +74,15 @@ def erf(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
 @gradient("Gelu")
 @gradient("Gelu", domain="com.microsoft")
 def gelu(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
-    x = node.inputs[0]
+    tanh = node.attributes.get_string("approximate", "none") == "tanh"
+    return [ctx.op("Mul", output_grads[0], gelu_slope(ctx, node.inputs[0], tanh=tanh))]
+
+
+def gelu_slope(ctx: GradContext, x: ir.Value, *, tanh: bool) -> ir.Value:
+    """The derivative of GELU at ``x``: exact (erf) or of its tanh approximation."""
     half, one = ctx.scalar(0.5, x), ctx.scalar(1.0, x)
     x2 = ctx.op("Mul", x, x)
-    if node.attributes.get_string("approximate", "none") == "tanh":
+    if tanh:
         c, k = math.sqrt(2.0 / math.pi), 0.044715
         inner = ctx.op("Add", one, ctx.op("Mul", x2, ctx.scalar(k, x)))
         t = ctx.op("Tanh", ctx.op("Mul", ctx.op("Mul", x, inner), ctx.scalar(c, x)))
@@ -89,7 +94,7 @@ def gelu(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
         pdf = ctx.op("Mul", ctx.op("Exp", ctx.op("Mul", x2, ctx.scalar(-0.5, x))),
                      ctx.scalar(1.0 / math.sqrt(2.0 * math.pi), x))
         slope = ctx.op("Add", cdf, ctx.op("Mul", x, pdf))
-    return [ctx.op("Mul", output_grads[0], slope)]
+    return slope
 
 
 @gradient("HardSigmoid")

@@ -1,0 +1,136 @@
+"""Gradients of the onnxruntime contrib ops that the ``fuse`` pass writes (domain ``com.microsoft``).
+
+A model fused for the CPU target (``--passes cleanup,fuse,qdq``) can be fine-tuned and
+quantization-aware trained as it is:
+
+- FastGelu(X, bias?): tanh-approximated GELU of ``u = X + bias``; ``du = dy * gelu_tanh'(u)``,
+  ``dX`` and ``dbias`` are ``du`` summed over their broadcast axes;
+- BiasGelu(A, B): exact GELU of ``u = A + B``, likewise;
+- QuickGelu(X; alpha): ``y = X * s`` with ``s = Sigmoid(alpha * X)``;
+  ``dX = dy * s * (1 + alpha * X * (1 - s))``;
+- FusedConv(X, W, B?, Z?; activation): ``y = act(Conv(X, W, B) + Z)``. The activation's slope
+  is read from ``y`` (Relu, LeakyRelu: ``y > 0``; Sigmoid: ``y (1 - y)``; Tanh: ``1 - y^2``;
+  HardSigmoid: ``0 < y < 1``; Clip: ``min < y < max``), then the Conv rule runs on
+  ``dy * slope``, which is also ``dZ``;
+- SkipLayerNormalization(input, skip, gamma, beta?, bias?; epsilon): layer normalization over the
+  last axis of ``s = input + skip + bias``; the statistics are recomputed from ``s`` (onnxruntime's
+  CPU kernel does not fill the Mean/InvStdVar outputs). ``ds`` is the LayerNormalization gradient
+  plus the gradient of the optional ``input_skip_bias_sum`` output, and goes to input, skip and
+  bias summed over their broadcast axes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import onnx_ir as ir
+
+from onnxsmith.passes.train.context import GradContext
+from onnxsmith.passes.train.gradients.activations import gelu_slope
+from onnxsmith.passes.train.gradients.convolution import conv
+from onnxsmith.passes.train.registry import gradient
+
+Grads = Sequence[ir.Value | None]
+
+MS = "com.microsoft"
+
+
+@gradient("FastGelu", domain=MS)
+def fast_gelu(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
+    return _biased(ctx, node, output_grads[0], tanh=True)
+
+
+@gradient("BiasGelu", domain=MS)
+def bias_gelu(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
+    return _biased(ctx, node, output_grads[0], tanh=False)
+
+
+def _biased(ctx: GradContext, node: ir.Node, dy: ir.Value, *, tanh: bool) -> Grads:
+    """Gradients of ``gelu(x + bias)`` for the inputs ``[x, bias?]``."""
+    inputs = [v for v in node.inputs if v is not None]
+    u = inputs[0]
+    if len(inputs) > 1:
+        u = ctx.op("Add", inputs[0], inputs[1])
+        u.type, u.shape = node.outputs[0].type, node.outputs[0].shape  # the rule's constants take its type
+    du = ctx.op("Mul", dy, gelu_slope(ctx, u, tanh=tanh))
+    return [ctx.unbroadcast(du, x) if x is not None and ctx.needs(i) else None for i, x in enumerate(node.inputs)]
+
+
+@gradient("QuickGelu", domain=MS)
+def quick_gelu(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
+    x = node.inputs[0]
+    alpha = ctx.scalar(node.attributes.get_float("alpha", 1.702), x)
+    ax = ctx.op("Mul", x, alpha)
+    s = ctx.op("Sigmoid", ax)
+    slope = ctx.op("Mul", s, ctx.op("Add", ctx.scalar(1.0, x), ctx.op("Mul", ax, ctx.op("Sub", ctx.scalar(1.0, x), s))))
+    return [ctx.op("Mul", output_grads[0], slope)]
+
+
+@gradient("FusedConv", domain=MS)
+def fused_conv(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
+    y, dy = node.outputs[0], output_grads[0]
+    activation = node.attributes.get_string("activation", "")
+    params = list(node.attributes.get_floats("activation_params", []))
+    zero, one = ctx.scalar(0.0, y), ctx.scalar(1.0, y)
+
+    def inside(low: ir.Value, high: ir.Value) -> ir.Value:
+        return ctx.op("Cast", ctx.op("And", ctx.op("Greater", y, low), ctx.op("Less", y, high)), to=ctx.dtype(y))
+
+    if activation in ("", "Identity"):
+        pre = dy
+    elif activation == "Relu":
+        pre = ctx.op("Mul", dy, ctx.op("Cast", ctx.op("Greater", y, zero), to=ctx.dtype(y)))
+    elif activation == "LeakyRelu":
+        alpha = params[0] if params else 0.01
+        pre = ctx.op("Where", ctx.op("Greater", y, zero), dy, ctx.op("Mul", dy, ctx.scalar(alpha, y)))
+    elif activation == "Sigmoid":
+        pre = ctx.op("Mul", dy, ctx.op("Mul", y, ctx.op("Sub", one, y)))
+    elif activation == "Tanh":
+        pre = ctx.op("Mul", dy, ctx.op("Sub", one, ctx.op("Mul", y, y)))
+    elif activation == "HardSigmoid":
+        alpha = params[0] if params else 0.2
+        pre = ctx.op("Mul", ctx.op("Mul", dy, ctx.scalar(alpha, y)), inside(zero, one))
+    elif activation == "Clip" and len(params) == 2:
+        pre = ctx.op("Mul", dy, inside(ctx.scalar(params[0], y), ctx.scalar(params[1], y)))
+    else:
+        raise ctx.fail(f"FusedConv with activation '{activation}' has no gradient rule")
+    grads = list(conv(ctx, node, [pre]))
+    if len(node.inputs) > 3 and node.inputs[3] is not None and ctx.needs(3):
+        grads[3] = ctx.unbroadcast(pre, node.inputs[3])
+    return grads
+
+
+@gradient("SkipLayerNormalization", domain=MS)
+def skip_layer_normalization(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
+    if any(g is not None for g in output_grads[1:3]):
+        raise ctx.fail("the loss depends on its mean or inv_std_var output")
+    inputs = list(node.inputs) + [None] * (5 - len(node.inputs))
+    x, skip, gamma, beta, bias = inputs
+    dy = output_grads[0]  # None when only input_skip_bias_sum reaches the loss
+    s = ctx.op("Add", x, skip)
+    if bias is not None:
+        s = ctx.op("Add", s, bias)
+    axes = [ctx.rank(node.outputs[0]) - 1]
+    centred = ctx.op("Sub", s, ctx.reduce("ReduceMean", s, axes))
+    variance = ctx.reduce("ReduceMean", ctx.op("Mul", centred, centred), axes)
+    epsilon = ctx.scalar(node.attributes.get_float("epsilon", 1e-12), x)
+    inv_std = ctx.op("Reciprocal", ctx.op("Sqrt", ctx.op("Add", variance, epsilon)))
+    xhat = ctx.op("Mul", centred, inv_std)
+    grads: list[ir.Value | None] = [None] * len(node.inputs)
+    summed = output_grads[3] if len(output_grads) > 3 else None
+    if any(ctx.needs(i) for i in (0, 1, 4) if inputs[i] is not None):
+        ds = summed
+        if dy is not None:
+            g = ctx.op("Mul", dy, gamma)
+            mean_g = ctx.reduce("ReduceMean", g, axes)
+            along = ctx.op("Mul", xhat, ctx.reduce("ReduceMean", ctx.op("Mul", g, xhat), axes))
+            normalized = ctx.op("Mul", ctx.op("Sub", ctx.op("Sub", g, mean_g), along), inv_std)
+            ds = normalized if summed is None else ctx.op("Add", normalized, summed)
+        for i in (0, 1, 4):
+            if inputs[i] is not None and ctx.needs(i):
+                grads[i] = ctx.unbroadcast(ds, inputs[i])
+    if dy is not None and ctx.needs(2):
+        grads[2] = ctx.unbroadcast(ctx.op("Mul", dy, xhat), gamma)
+    if dy is not None and beta is not None and ctx.needs(3):
+        grads[3] = ctx.unbroadcast(dy, beta)
+    return grads

@@ -1,0 +1,117 @@
+"""Gradient rules of the com.microsoft ops that ``fuse`` writes, against central finite differences.
+
+onnxruntime runs these contrib ops in float32 only: checked with h = 1e-2 and loose tolerances.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import onnx_ir as ir
+
+from gradient_models import assert_gradients_match, op_model
+from onnxsmith.ir.builder import GraphBuilder
+from onnxsmith.passes.train.gradcheck import check_gradients
+
+F32 = "float32"
+MS = "com.microsoft"
+FEW = settings(max_examples=5, deadline=None)
+
+
+def _f32(rng: np.random.Generator, shape, low: float = -3.0, high: float = 3.0) -> np.ndarray:
+    return rng.uniform(low, high, shape).astype(F32)
+
+
+@pytest.mark.parametrize("op", ["FastGelu", "BiasGelu"])
+@FEW
+@given(rows=st.integers(1, 3), width=st.integers(1, 4), bias=st.booleans())
+def test_gelu_with_bias(op, rows, width, bias):
+    rng = np.random.default_rng(rows * 10 + width)
+    params = {"x": _f32(rng, (rows, width))}
+    if bias or op == "BiasGelu":
+        params["bias"] = _f32(rng, (width,), -1, 1)
+    assert_gradients_match(op_model(op, params, domain=MS, dtype=F32, output_shapes=[(rows, width)]), dtype=F32)
+
+
+@FEW
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=3))
+def test_quick_gelu(shape):
+    x = _f32(np.random.default_rng(len(shape)), shape)
+    model = op_model("QuickGelu", {"x": x}, attrs={"alpha": 1.5}, domain=MS, dtype=F32, output_shapes=[shape])
+    assert_gradients_match(model, dtype=F32)
+
+
+ACTIVATIONS = [("Relu", []), ("LeakyRelu", [0.1]), ("Sigmoid", []), ("Tanh", []), ("HardSigmoid", [0.2, 0.5]),
+               ("Clip", [-0.5, 0.7])]
+
+
+def _conv_models(activation: str, params: list[float], with_sum: bool):
+    """``sum(weights * act(Conv(x, w, b) + z?))`` as one FusedConv and as the standard ops."""
+    rng = np.random.default_rng(3)
+    arrays = {"x": _f32(rng, (2, 3, 5, 5), -1, 1), "w": _f32(rng, (4, 3, 3, 3), -0.5, 0.5),
+              "b": _f32(rng, (4,), -0.2, 0.2)}
+    if with_sum:
+        arrays["z"] = _f32(rng, (2, 4, 5, 5), -1, 1)
+    weights = _f32(rng, (2, 4, 5, 5), 0.5, 1.5)
+    models = []
+    for fused in (True, False):
+        b = GraphBuilder(opset=18, opsets={MS: 1})
+        values = {name: b.initializer(name, array) for name, array in arrays.items()}
+        convolved = [values["x"], values["w"], values["b"]]
+        if fused:
+            extra = {"activation_params": params} if params else {}
+            y = b.op("FusedConv", *convolved, values.get("z"), _domain=MS, activation=activation, pads=[1, 1, 1, 1],
+                     **extra)
+            y.shape, y.type = ir.Shape([2, 4, 5, 5]), ir.TensorType(ir.DataType.FLOAT)
+        else:
+            pre = b.Conv(*convolved, pads=[1, 1, 1, 1])
+            pre = b.Add(pre, values["z"]) if with_sum else pre
+            if activation == "Clip":
+                y = b.Clip(pre, b.Constant(value=np.array(params[0], F32)), b.Constant(value=np.array(params[1], F32)))
+            elif activation in ("LeakyRelu", "HardSigmoid"):
+                names = {"LeakyRelu": ["alpha"], "HardSigmoid": ["alpha", "beta"]}[activation]
+                y = b.op(activation, pre, **dict(zip(names, params)))
+            else:
+                y = b.op(activation, pre)
+        b.output(b.ReduceSum(b.Mul(y, b.Constant(value=weights)), keepdims=0), "loss")
+        models.append(b.build())
+    return models
+
+
+@pytest.mark.parametrize("activation, params", ACTIVATIONS, ids=[a for a, _ in ACTIVATIONS])
+@pytest.mark.parametrize("with_sum", [False, True])
+def test_fused_conv_takes_the_gradient_of_conv_then_activation(activation, params, with_sum):
+    """The same gradients as the unfused Conv (+ Add) + activation, whose rules finite differences prove;
+    piecewise activations have kinks a finite difference over hundreds of pre-activations would straddle."""
+    fused, unfused = _conv_models(activation, params, with_sum)
+    expected = {check.name: check.analytic for check in check_gradients(unfused)}
+    got = {check.name: check.analytic for check in check_gradients(fused)}
+    assert got.keys() == expected.keys() == ({"x", "w", "b", "z"} if with_sum else {"x", "w", "b"})
+    for name, value in expected.items():
+        np.testing.assert_allclose(got[name], value, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("activation", ["Sigmoid", "Tanh"])
+def test_fused_conv_with_a_smooth_activation_against_finite_differences(activation):
+    fused, _ = _conv_models(activation, [], with_sum=True)
+    assert_gradients_match(fused, dtype=F32)
+
+
+@pytest.mark.parametrize("bias, beta, summed", [(False, False, False), (True, True, False), (True, True, True)])
+def test_skip_layer_normalization(bias, beta, summed):
+    rng = np.random.default_rng(4)
+    params = {"x": _f32(rng, (2, 3, 6)), "skip": _f32(rng, (2, 3, 6)), "gamma": _f32(rng, (6,), 0.5, 1.5)}
+    order = ["x", "skip", "gamma", "beta" if beta else "", "bias" if bias else ""]
+    if beta:
+        params["beta"] = _f32(rng, (6,), -1, 1)
+    if bias:
+        params["bias"] = _f32(rng, (6,), -1, 1)
+    while order[-1] == "":
+        order.pop()
+    used = (0, 3) if summed else (0,)
+    model = op_model("SkipLayerNormalization", params, order=order, attrs={"epsilon": 1e-5}, domain=MS, dtype=F32,
+                     outputs=4 if summed else 1, used_outputs=used, output_shapes=[(2, 3, 6)] * 4)
+    assert_gradients_match(model, dtype=F32)
