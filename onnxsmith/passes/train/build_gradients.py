@@ -10,7 +10,11 @@ of the loss with respect to every trainable parameter, or one optimizer step:
   model output named by ``output``, with ``label-smoothing`` (cross-entropy), ``temperature`` and
   ``teacher=logits|probs`` (kl-div); the labels/target/teacher become new inputs;
 - **parameters** are the floating-point initializers selected by ``wrt`` (a regular expression
-  searched in the name; all of them by default) minus those matched by ``freeze``. Each becomes
+  searched in the name; by default all of them but the 0-d ones) minus those matched by ``freeze``.
+  In exported graphs 0-d initializers are the constants of decomposed ops (epsilon, ``1/N`` of a
+  mean, ``-inf``, ``0.5``); training them breaks the model (magika's LayerNorm ``1/N`` got a
+  gradient of 412), so they are parameters only when ``wrt`` names them, ``scalars=true``, or
+  they are the scale of a QuantizeLinear/DequantizeLinear (trained with ``quant-scales=lsq``). Each becomes
   a graph input, its initializer staying as its initial value (so the graph also runs without
   feeding it); parameters the loss does not depend on stay constants and are listed in the stats;
 - **gradients only** (without ``optimizer``, or ``gradients-only=true``): the outputs are the
@@ -108,6 +112,7 @@ class BuildGradientsOptions:
         fuse_gelu: Fuse decomposed GELU into one Gelu node before differentiating.
         untie: Give every initializer read through an Identity node (an exporter's merge of
             equal-valued parameters) its own copy, so they train independently.
+        scalars: Train 0-d initializers too, without naming them in ``wrt``.
     """
 
     wrt: str = ""
@@ -133,6 +138,7 @@ class BuildGradientsOptions:
     lsq_grad_scale: bool = False
     fuse_gelu: bool = True
     untie: bool = True
+    scalars: bool = False
 
     def __post_init__(self) -> None:
         self._require(bool(self.loss_fn), "loss-fn", output="", loss_weights=[], label_smoothing=0.0,
@@ -206,7 +212,7 @@ class BuildGradients(Pass):
             loss = _loss_output(graph, loss_name)
         else:
             loss = _loss_output(graph, options.loss)
-        parameters = select_parameters(graph, options.wrt, options.freeze)
+        parameters = select_parameters(graph, options.wrt, options.freeze, scalars=options.scalars)
         rule_options = RuleOptions(options.quant_scales, options.lsq_grad_scale)
         result = differentiate(graph, parameters, loss, seed=options.seed, options=rule_options)
         trained = [(p, g) for p, g in result.gradients.items() if g is not None]
@@ -267,8 +273,9 @@ def _optimizer_outputs(graph: ir.Graph, trained: list[tuple[ir.Value, ir.Value]]
             "updates": {old.name: new.name for old, new in step.updates.items()}}
 
 
-def select_parameters(graph: ir.Graph, wrt: str = "", freeze: str = "") -> list[ir.Value]:
-    """The floating-point initializers (not graph inputs) whose names match ``wrt`` and not ``freeze``.
+def select_parameters(graph: ir.Graph, wrt: str = "", freeze: str = "", *, scalars: bool = False) -> list[ir.Value]:
+    """The floating-point initializers (not graph inputs) whose names match ``wrt`` and not ``freeze``;
+    0-d ones only when ``wrt`` is given or ``scalars`` (see the module docstring).
 
     Raises:
         PassOptionError: A pattern is not a valid regular expression, or nothing is selected.
@@ -277,11 +284,21 @@ def select_parameters(graph: ir.Graph, wrt: str = "", freeze: str = "") -> list[
     inputs = set(graph.inputs)
     selected = [v for name, v in graph.initializers.items()
                 if v not in inputs and v.dtype in DIFFERENTIABLE_TYPES
+                and (keep is not None or scalars or not _scalar_constant(v))
                 and (keep is None or keep.search(name)) and not (drop is not None and drop.search(name))]
     if not selected:
-        raise PassOptionError("build-gradients selected no parameter: no floating-point initializer matches "
-                              f"wrt='{wrt}' and not freeze='{freeze}'", "check the patterns against the initializer names")
+        raise PassOptionError("build-gradients selected no parameter: no floating-point initializer of rank >= 1 "
+                              f"matches wrt='{wrt}' and not freeze='{freeze}'",
+                              "check the patterns against the initializer names (scalars=true trains 0-d ones)")
     return selected
+
+
+def _scalar_constant(value: ir.Value) -> bool:
+    """Whether ``value`` is 0-d and not the scale of a fake quantizer (which ``quant-scales=lsq`` trains)."""
+    if value.shape is None or len(value.shape) != 0:
+        return False
+    return not any(node.op_type in ("QuantizeLinear", "DequantizeLinear") and index == 1
+                   for node, index in value.uses())
 
 
 def _pattern(option: str, text: str) -> re.Pattern[str] | None:

@@ -47,7 +47,8 @@ def check_gradients(model: ir.Model, feeds: Mapping[str, np.ndarray] | None = No
         model: The model (left unchanged).
         feeds: Values of its data inputs.
         step: The finite-difference step ``h``; 1e-6 for float64 parameters, 1e-2 otherwise.
-        **options: Options of ``build-gradients`` (``wrt``, ``freeze``, ``loss``, ``seed``).
+        **options: Options of ``build-gradients`` (``wrt``, ``freeze``, ``loss``, ``seed``); 0-d
+            initializers are checked too unless ``scalars=False``.
 
     Returns:
         One check per parameter with a gradient.
@@ -55,7 +56,7 @@ def check_gradients(model: ir.Model, feeds: Mapping[str, np.ndarray] | None = No
     from onnxsmith.verify._session import make_session
 
     training = ir.from_proto(ir.to_proto(model))
-    BuildGradients(**options).run(training, PassContext())
+    BuildGradients(**{"scalars": True, **options}).run(training, PassContext())
     session = make_session(training)
     loss_name = training.graph.outputs[0].name
     grad_names = [v.name for v in training.graph.outputs[1:]]

@@ -73,6 +73,31 @@ def test_wrt_selects_and_prunes():
     assert all(n.op_type != "Where" for n in model.graph)  # Relu's mask is not needed
 
 
+def _layer_norm_with_scalar_constants(rng: np.random.Generator):
+    """A decomposed layer normalization as jax2tf writes it: 0-d initializers for 1/N and epsilon."""
+    b = GraphBuilder(opset=18)
+    x = b.input("x", F64, ["N", 4])
+    inv_n, eps = b.initializer("inv_n", np.array(0.25)), b.initializer("eps", np.array(1e-5))
+    gamma = b.initializer("gamma", rng.normal(size=4))
+    axes = b.Constant(value=np.array([1], np.int64))
+    centred = b.Sub(x, b.Mul(b.ReduceSum(x, axes, keepdims=1), inv_n))
+    variance = b.Mul(b.ReduceSum(b.Mul(centred, centred), axes, keepdims=1), inv_n)
+    y = b.Mul(b.Div(centred, b.Sqrt(b.Add(variance, eps))), gamma)
+    b.output(b.ReduceSum(b.Mul(y, b.Constant(value=rng.normal(size=(1, 4)))), keepdims=0), "loss")
+    return b.build()
+
+
+@pytest.mark.parametrize("options, trained", [
+    ({}, ["gamma"]),
+    ({"wrt": "inv_n|gamma"}, ["inv_n", "gamma"]),
+    ({"scalars": True}, ["inv_n", "eps", "gamma"]),
+])
+def test_scalar_constants_are_parameters_only_when_asked_for(options, trained):
+    model = _layer_norm_with_scalar_constants(np.random.default_rng(3))
+    BuildGradients(**options).run(model, None)
+    assert [v.name for v in model.graph.outputs] == ["loss", *(f"{name}_grad" for name in trained)]
+
+
 def cnn(rng: np.random.Generator):
     """x[N,1,6,6] -> Conv 3x3 pad 1 (+bias) -> Relu -> MaxPool 3x3/3 -> Flatten -> MatMul -> mean(y^2)."""
     b = GraphBuilder(opset=18)
