@@ -123,10 +123,23 @@ def unfused_embedding(op: RewriterContext, m: Match, lower: Lowering) -> Replace
             return Decline(f"{table} table: {lowered.reason}")
         rows[table] = lowered
     summed = rows["word"] if "segment" not in rows else op.Add(rows["word"], rows["segment"])
+    _type_like_output(m.node("embed").outputs[0], [rows["word"], rows.get("segment"), summed], rows["position"])
     op.import_opset(MS_DOMAIN, 1)
     output = op.SkipLayerNormalization(summed, rows["position"], m["gamma"], m["beta"], _domain=MS_DOMAIN,
                                        epsilon=m.attr("embed", "epsilon"))
     return [output, None]
+
+
+def _type_like_output(output: ir.Value, batched: list[ir.Value | None], positions: ir.Value) -> None:
+    """Types the new values from the replaced ``[B, S, H]`` output (shape inference does not know the
+    contrib lookups): the word and segment rows and their sum as ``[B, S, H]``, the position rows as
+    ``[S, H]``. Training reads these types (``build-gradients`` on a QAT model)."""
+    if output.type is None or output.shape is None or len(output.shape) != 3:
+        return
+    for value in batched:
+        if value is not None:
+            value.type, value.shape = output.type, ir.Shape(list(output.shape.dims))
+    positions.type, positions.shape = output.type, ir.Shape(list(output.shape.dims)[1:])
 
 
 def _node_reason(m: Match, forms: EmbedLayerNormForms) -> str | None:

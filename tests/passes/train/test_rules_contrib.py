@@ -100,10 +100,15 @@ def test_fused_conv_with_a_smooth_activation_against_finite_differences(activati
     assert_gradients_match(fused, dtype=F32)
 
 
-@pytest.mark.parametrize("bias, beta, summed", [(False, False, False), (True, True, False), (True, True, True)])
-def test_skip_layer_normalization(bias, beta, summed):
+@pytest.mark.parametrize("bias, beta, summed, skip_shape", [
+    (False, False, False, (2, 3, 6)),
+    (True, True, False, (2, 3, 6)),
+    (True, True, True, (2, 3, 6)),
+    (False, True, False, (3, 6)),  # one [S, H] skip for the whole batch (the un-fused embedding's positions)
+])
+def test_skip_layer_normalization(bias, beta, summed, skip_shape):
     rng = np.random.default_rng(4)
-    params = {"x": _f32(rng, (2, 3, 6)), "skip": _f32(rng, (2, 3, 6)), "gamma": _f32(rng, (6,), 0.5, 1.5)}
+    params = {"x": _f32(rng, (2, 3, 6)), "skip": _f32(rng, skip_shape), "gamma": _f32(rng, (6,), 0.5, 1.5)}
     order = ["x", "skip", "gamma", "beta" if beta else "", "bias" if bias else ""]
     if beta:
         params["beta"] = _f32(rng, (6,), -1, 1)
@@ -115,3 +120,55 @@ def test_skip_layer_normalization(bias, beta, summed):
     model = op_model("SkipLayerNormalization", params, order=order, attrs={"epsilon": 1e-5}, domain=MS, dtype=F32,
                      outputs=4 if summed else 1, used_outputs=used, output_shapes=[(2, 3, 6)] * 4)
     assert_gradients_match(model, dtype=F32)
+
+
+def _embed_model(segments: bool, position_ids: str):
+    """``sum(weights * EmbedLayerNormalization(...))`` over a [2, 5] batch of ids (repeats included)."""
+    rng = np.random.default_rng(5)
+    b = GraphBuilder(opset=18, opsets={MS: 1})
+    ids = b.Constant(value=np.array([[1, 3, 3, 0, 6], [6, 2, 1, 1, 4]], np.int32))
+    tables = {"word": b.initializer("word", _f32(rng, (7, 4), -1, 1)),
+              "position": b.initializer("position", _f32(rng, (8, 4), -1, 1))}
+    segment_ids = segment = positions = None
+    if segments:
+        segment_ids = b.Constant(value=np.array([[0, 0, 1, 1, 1], [0, 1, 1, 0, 0]], np.int32))
+        segment = tables["segment"] = b.initializer("segment", _f32(rng, (2, 4), -1, 1))
+    if position_ids == "batch":
+        positions = b.Constant(value=np.array([[4, 3, 2, 1, 0], [0, 0, 1, 1, 7]], np.int32))
+    elif position_ids == "shared":
+        positions = b.Constant(value=np.array([[2, 3, 4, 5, 6]], np.int32))
+    gamma, beta = b.initializer("gamma", _f32(rng, (4,), 0.5, 1.5)), b.initializer("beta", _f32(rng, (4,), -1, 1))
+    y, _ = b.op("EmbedLayerNormalization", ids, segment_ids, tables["word"], tables["position"], segment, gamma, beta,
+                None, positions, _domain=MS, _outputs=2, epsilon=1e-5)
+    y.shape, y.type = ir.Shape([2, 5, 4]), ir.TensorType(ir.DataType.FLOAT)
+    b.output(b.ReduceSum(b.Mul(y, b.Constant(value=_f32(rng, (2, 5, 4), 0.5, 1.5))), keepdims=0), "loss")
+    return b.build()
+
+
+@pytest.mark.parametrize("segments, position_ids", [(False, "none"), (True, "none"), (True, "batch"),
+                                                    (False, "shared")])
+def test_embed_layer_normalization(segments, position_ids):
+    model = _embed_model(segments, position_ids)
+    assert_gradients_match(model, dtype=F32)
+    names = {check.name for check in check_gradients(model)}
+    assert names == {"word", "position", "gamma", "beta", *(["segment"] if segments else [])}
+
+
+def test_an_embedding_quantized_per_row_trains_its_normalization_and_keeps_its_tables():
+    """quantize-dynamic un-fuses EmbedLayerNormalization into GatherBlockQuantized lookups and a
+    SkipLayerNormalization: gamma and beta train, the integer tables and their scales stay."""
+    from onnxsmith.passes import PassContext, PassManager
+
+    rng = np.random.default_rng(6)
+    b = GraphBuilder(opset=17, opsets={MS: 1})
+    ids = b.Constant(value=np.array([[1, 3, 3, 0, 6], [6, 2, 1, 1, 4]], np.int32))
+    tables = [b.initializer(name, _f32(rng, shape, -1, 1)) for name, shape in (("word", (7, 16)), ("position", (8, 16)))]
+    gamma, beta = b.initializer("gamma", _f32(rng, (16,), 0.5, 1.5)), b.initializer("beta", _f32(rng, (16,), -1, 1))
+    y, _ = b.op("EmbedLayerNormalization", ids, None, *tables, None, gamma, beta, _domain=MS, _outputs=2, epsilon=1e-5)
+    y.shape, y.type = ir.Shape([2, 5, 16]), ir.TensorType(ir.DataType.FLOAT)
+    b.output(b.ReduceSum(b.Mul(y, b.Constant(value=_f32(rng, (2, 5, 16), 0.5, 1.5))), keepdims=0), "loss")
+    model = b.build()
+    PassManager("quantize-dynamic").run(model, PassContext(target="cpu"))
+    assert {"GatherBlockQuantized", "SkipLayerNormalization"} <= {n.op_type for n in model.graph}
+    assert_gradients_match(model, dtype=F32)
+    assert {check.name for check in check_gradients(model)} == {"gamma", "beta"}

@@ -16,13 +16,22 @@ quantization-aware trained as it is:
   last axis of ``s = input + skip + bias``; the statistics are recomputed from ``s`` (onnxruntime's
   CPU kernel does not fill the Mean/InvStdVar outputs). ``ds`` is the LayerNormalization gradient
   plus the gradient of the optional ``input_skip_bias_sum`` output, and goes to input, skip and
-  bias summed over their broadcast axes.
+  bias summed over their broadcast axes;
+- EmbedLayerNormalization(input_ids, segment_ids?, word, position, segment?, gamma, beta, mask?,
+  position_ids?; epsilon): layer normalization of ``e = word[ids] + position[position_ids or
+  0..S-1] + segment[segment_ids]``, read from the node's optional ``embedding_sum`` output (the
+  rule asks for it). ``de`` is the LayerNormalization gradient; each table's gradient adds ``de``
+  at the rows its ids picked (``ScatterND`` with ``reduction='add'``; positions without ids take
+  the batch sum of ``de`` at rows ``0..S-1``);
+- GatherBlockQuantized (an embedding table stored as integer codes by ``qdq``): the codes and
+  their scales stay as they are, so no input takes a gradient.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import onnx_ir as ir
 
 from onnxsmith.passes.train.context import GradContext
@@ -110,21 +119,13 @@ def skip_layer_normalization(ctx: GradContext, node: ir.Node, output_grads: Grad
     s = ctx.op("Add", x, skip)
     if bias is not None:
         s = ctx.op("Add", s, bias)
-    axes = [ctx.rank(node.outputs[0]) - 1]
-    centred = ctx.op("Sub", s, ctx.reduce("ReduceMean", s, axes))
-    variance = ctx.reduce("ReduceMean", ctx.op("Mul", centred, centred), axes)
-    epsilon = ctx.scalar(node.attributes.get_float("epsilon", 1e-12), x)
-    inv_std = ctx.op("Reciprocal", ctx.op("Sqrt", ctx.op("Add", variance, epsilon)))
-    xhat = ctx.op("Mul", centred, inv_std)
+    xhat, inv_std = _normalized(ctx, s, node.attributes.get_float("epsilon", 1e-12), like=x)
     grads: list[ir.Value | None] = [None] * len(node.inputs)
     summed = output_grads[3] if len(output_grads) > 3 else None
     if any(ctx.needs(i) for i in (0, 1, 4) if inputs[i] is not None):
         ds = summed
         if dy is not None:
-            g = ctx.op("Mul", dy, gamma)
-            mean_g = ctx.reduce("ReduceMean", g, axes)
-            along = ctx.op("Mul", xhat, ctx.reduce("ReduceMean", ctx.op("Mul", g, xhat), axes))
-            normalized = ctx.op("Mul", ctx.op("Sub", ctx.op("Sub", g, mean_g), along), inv_std)
+            normalized = _normalized_input_grad(ctx, dy, gamma, xhat, inv_std)
             ds = normalized if summed is None else ctx.op("Add", normalized, summed)
         for i in (0, 1, 4):
             if inputs[i] is not None and ctx.needs(i):
@@ -134,3 +135,64 @@ def skip_layer_normalization(ctx: GradContext, node: ir.Node, output_grads: Grad
     if dy is not None and beta is not None and ctx.needs(3):
         grads[3] = ctx.unbroadcast(dy, beta)
     return grads
+
+
+_EMBED_IDS = (0, 1, 7, 8)  # input_ids, segment_ids, mask, position_ids
+
+
+@gradient("EmbedLayerNormalization", domain=MS, nondifferentiable=_EMBED_IDS, forward_outputs=3)
+def embed_layer_normalization(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
+    if any(g is not None for g in output_grads[1:]):
+        raise ctx.fail("the loss depends on its mask_index or embedding_sum output")
+    inputs = list(node.inputs) + [None] * (9 - len(node.inputs))
+    ids, segment_ids, word, position, segment, gamma, beta, _, position_ids = inputs
+    dy, e = output_grads[0], node.outputs[2]
+    xhat, inv_std = _normalized(ctx, e, node.attributes.get_float("epsilon", 1e-12), like=word)
+    grads: list[ir.Value | None] = [None] * len(node.inputs)
+    if ctx.needs(5):
+        grads[5] = ctx.reduce("ReduceSum", ctx.op("Mul", dy, xhat), [0, 1], keepdims=False)
+    if beta is not None and ctx.needs(6):
+        grads[6] = ctx.reduce("ReduceSum", dy, [0, 1], keepdims=False)
+    if not any(ctx.needs(i) for i in (2, 3, 4) if inputs[i] is not None):
+        return grads
+    de = _normalized_input_grad(ctx, dy, gamma, xhat, inv_std)
+
+    def rows(table: ir.Value, picked: ir.Value, updates: ir.Value) -> ir.Value:
+        index = ctx.unsqueeze(ctx.op("Cast", picked, to=ir.DataType.INT64), [-1])
+        return ctx.op("ScatterND", ctx.zeros(ctx.shape(table), table), index, updates, reduction="add")
+
+    if ctx.needs(2):
+        grads[2] = rows(word, ids, de)
+    if segment is not None and segment_ids is not None and ctx.needs(4):
+        grads[4] = rows(segment, segment_ids, de)
+    if ctx.needs(3):
+        if position_ids is not None:  # [B, S], or [1, S] shared by the batch
+            shared = (ctx.static_shape(position_ids) or (0,))[0] == 1
+            grads[3] = rows(position, position_ids, ctx.reduce("ReduceSum", de, [0]) if shared else de)
+        else:
+            length = ctx.op("Gather", ctx.shape(ids), ctx.const(np.int64(1)), axis=0)
+            positions = ctx.op("Range", ctx.const(np.int64(0)), length, ctx.const(np.int64(1)))
+            summed = ctx.reduce("ReduceSum", de, [0], keepdims=False)  # [S, H]
+            grads[3] = rows(position, positions, summed)
+    return grads
+
+
+def _normalized(ctx: GradContext, e: ir.Value, epsilon: float, *, like: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """``(e - mean) * inv_std`` over the last axis, and ``inv_std`` (size-1 last axis)."""
+    centred = ctx.op("Sub", e, ctx.reduce("ReduceMean", e, [-1]))
+    variance = ctx.reduce("ReduceMean", ctx.op("Mul", centred, centred), [-1])
+    inv_std = ctx.op("Reciprocal", ctx.op("Sqrt", ctx.op("Add", variance, ctx.scalar(epsilon, like))))
+    return ctx.op("Mul", centred, inv_std), inv_std
+
+
+def _normalized_input_grad(ctx: GradContext, dy: ir.Value, gamma: ir.Value, xhat: ir.Value, inv_std: ir.Value
+                           ) -> ir.Value:
+    """The gradient of layer normalization's input over the last axis, ``y = xhat * gamma + beta``."""
+    g = ctx.op("Mul", dy, gamma)
+    along = ctx.op("Mul", xhat, ctx.reduce("ReduceMean", ctx.op("Mul", g, xhat), [-1]))
+    return ctx.op("Mul", ctx.op("Sub", ctx.op("Sub", g, ctx.reduce("ReduceMean", g, [-1])), along), inv_std)
+
+
+@gradient("GatherBlockQuantized", domain=MS, nondifferentiable=range(4))
+def gather_block_quantized(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
+    return [None] * len(node.inputs)
