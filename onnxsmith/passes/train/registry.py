@@ -66,6 +66,8 @@ class GradientRule:
 
 _RULES: dict[tuple[str, str], GradientRule] = {}
 
+MS_DOMAIN = "com.microsoft"  # onnxruntime's contrib ops: what the fuse pass writes
+
 
 def gradient(op_type: str, *, domain: str = "", nondifferentiable: Iterable[int] = (),
              integer_outputs: IntegerOutputs | None = None, forward_outputs: int = 0
@@ -105,9 +107,11 @@ def get_rule(node: ir.Node) -> GradientRule:
     if rule is None:
         where = f"'{node.name}'" if node.name else "without a name"
         domain = f" (domain '{node.domain}')" if _domain(node.domain) else ""
+        fused = ("train the model before 'fuse', or fuse it for --target cpu; else " if _domain(node.domain) == MS_DOMAIN
+                 else "")
         raise UnsupportedError(
             f"no gradient rule for {node.op_type}{domain}: node {where} lies between a parameter and the loss",
-            "freeze the parameters that reach it (build-gradients{freeze=...}) or register a rule with "
+            f"{fused}freeze the parameters that reach it (build-gradients{{freeze=...}}) or register a rule with "
             "onnxsmith.passes.train.gradient")
     return rule
 
