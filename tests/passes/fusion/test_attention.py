@@ -139,3 +139,18 @@ def test_attention_is_opt_in_on_cpu():
     assert not [n for n in model.graph if n.domain == "com.microsoft"]
     with pytest.raises(OnnxsmithError, match="no family 'atention' to enable"):
         PassManager("fuse{enable=atention}")
+
+
+@pytest.mark.parametrize("block", [Block(), Block(mask=None), Block(scale="div", mask="gathernd"), Block(cross=True)],
+                         ids=repr)
+def test_the_fused_block_stays_trainable(block):
+    """build-gradients differentiates the fused Attention / MultiHeadAttention: every weight's
+    gradient equals its finite difference through onnxruntime's fused kernel."""
+    from onnxsmith.passes.train.gradcheck import check_gradients
+
+    model = _fuse(build(block))
+    weights = {v.name for v in _fused_node(model).inputs if v is not None and v.is_initializer()}
+    checks = check_gradients(model, inputs(block), seed="ones")
+    assert weights and weights <= {c.name for c in checks}
+    for check in checks:
+        assert check.close(2e-2, 2e-2), f"{check.name}: max error {check.max_error():.3g}"

@@ -172,3 +172,44 @@ def test_an_embedding_quantized_per_row_trains_its_normalization_and_keeps_its_t
     assert {"GatherBlockQuantized", "SkipLayerNormalization"} <= {n.op_type for n in model.graph}
     assert_gradients_match(model, dtype=F32)
     assert {check.name for check in check_gradients(model)} == {"gamma", "beta"}
+
+
+_MASK = np.array([[1, 1, 0, 1], [1, 0, 0, 1]], np.int32)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("scale", [None, 0.3])
+def test_attention(masked, scale):
+    rng = np.random.default_rng(7)
+    params = {"x": _f32(rng, (2, 4, 6), -1, 1), "w": _f32(rng, (6, 18), -0.5, 0.5), "b": _f32(rng, (18,), -0.2, 0.2)}
+    data = {"mask": _MASK} if masked else {}
+    attrs = {"num_heads": 2, **({"scale": scale} if scale else {})}
+    model = op_model("Attention", params, data=data, attrs=attrs, domain=MS, dtype=F32, output_shapes=[(2, 4, 6)])
+    assert_gradients_match(model, dtype=F32)
+
+
+@pytest.mark.parametrize("masked, bias", [(False, False), (True, True)])
+def test_multi_head_cross_attention(masked, bias):
+    rng = np.random.default_rng(8)
+    params = {"query": _f32(rng, (2, 3, 6), -1, 1), "key": _f32(rng, (2, 4, 6), -1, 1),
+              "value": _f32(rng, (2, 4, 6), -1, 1)}
+    if bias:
+        params["bias"] = _f32(rng, (18,), -0.2, 0.2)
+    data = {"mask": _MASK} if masked else {}
+    order = ["query", "key", "value", "bias" if bias else "", "mask" if masked else ""]
+    while order[-1] == "":
+        order.pop()
+    model = op_model("MultiHeadAttention", params, data=data, order=order, attrs={"num_heads": 3}, domain=MS,
+                     dtype=F32, output_shapes=[(2, 3, 6)])
+    assert_gradients_match(model, dtype=F32)
+
+
+def test_causal_attention_is_refused_by_name():
+    from onnxsmith.errors import UnsupportedError
+
+    rng = np.random.default_rng(9)
+    params = {"x": _f32(rng, (1, 2, 6)), "w": _f32(rng, (6, 18)), "b": _f32(rng, (18,))}
+    model = op_model("Attention", params, attrs={"num_heads": 2, "unidirectional": 1}, domain=MS, dtype=F32,
+                     output_shapes=[(1, 2, 6)])
+    with pytest.raises(UnsupportedError, match="Attention node .*unidirectional=1"):
+        check_gradients(model)

@@ -12,13 +12,15 @@
 - ``convolution``: Conv, AveragePool, GlobalAveragePool, MaxPool;
 - ``quantize``: QuantizeLinear -> DequantizeLinear pairs (straight-through estimator, LSQ scales);
 - ``contrib``: the com.microsoft ops that ``fuse`` writes: FastGelu, BiasGelu, QuickGelu, FusedConv,
-  SkipLayerNormalization.
+  SkipLayerNormalization, EmbedLayerNormalization, GatherBlockQuantized (no gradient);
+- ``attention``: com.microsoft Attention and MultiHeadAttention.
 """
 
 from __future__ import annotations
 
 from onnxsmith.passes.train.gradients import (  # noqa: F401  (registration)
     activations,
+    attention,
     contrib,
     convolution,
     elementwise,

@@ -37,11 +37,10 @@ import onnx_ir as ir
 from onnxsmith.passes.train.context import GradContext
 from onnxsmith.passes.train.gradients.activations import gelu_slope
 from onnxsmith.passes.train.gradients.convolution import conv
+from onnxsmith.passes.train.registry import MS_DOMAIN as MS
 from onnxsmith.passes.train.registry import gradient
 
 Grads = Sequence[ir.Value | None]
-
-MS = "com.microsoft"
 
 
 @gradient("FastGelu", domain=MS)
