@@ -179,11 +179,10 @@ def test_op_without_rule_is_named_only_when_on_a_path_to_the_loss():
 def test_a_fused_contrib_op_without_rule_suggests_training_before_fuse():
     b = GraphBuilder(opset=18, opsets={"com.microsoft": 1})
     w = b.initializer("w", np.ones((2, 4, 6), np.float32))
-    y = b.op("Attention", w, b.initializer("qkv", np.ones((6, 6), np.float32)), None, _domain="com.microsoft",
-             num_heads=1)
-    y.shape, y.type = ir.Shape([2, 4, 2]), ir.TensorType(ir.DataType.FLOAT)
+    y = b.op("GroupQueryAttention", w, w, w, _domain="com.microsoft", num_heads=1, kv_num_heads=1)
+    y.shape, y.type = ir.Shape([2, 4, 6]), ir.TensorType(ir.DataType.FLOAT)
     b.output(b.ReduceSum(y, keepdims=0), "loss")
-    with pytest.raises(UnsupportedError, match=r"no gradient rule for Attention .*\(train the model before 'fuse'"):
+    with pytest.raises(UnsupportedError, match=r"no gradient rule for GroupQueryAttention .*\(train the model before"):
         BuildGradients().run(b.build(), None)
 
 
