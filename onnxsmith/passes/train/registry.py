@@ -107,7 +107,7 @@ def get_rule(node: ir.Node) -> GradientRule:
     if rule is None:
         where = f"'{node.name}'" if node.name else "without a name"
         domain = f" (domain '{node.domain}')" if _domain(node.domain) else ""
-        fused = ("train the model before 'fuse', or fuse it for --target cpu; else " if _domain(node.domain) == MS_DOMAIN
+        fused = ("train the model before 'fuse'; else " if _domain(node.domain) == MS_DOMAIN
                  else "")
         raise UnsupportedError(
             f"no gradient rule for {node.op_type}{domain}: node {where} lies between a parameter and the loss",
