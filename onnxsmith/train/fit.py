@@ -18,6 +18,7 @@ from typing import Any, Literal
 import onnx_ir as ir
 
 from onnxsmith.errors import DataInputError, PipelineError
+from onnxsmith.ir.queries import dims_of
 from onnxsmith.passes import PassManager
 from onnxsmith.passes.train.build_gradients import BuildGradients, BuildGradientsOptions
 from onnxsmith.train.dataset import Dataset
@@ -135,6 +136,7 @@ def train(model: ir.Model, data: Any, config: TrainConfig, *, labels: str = "lab
     rename = {labels: target} if labels != target else None
     rows = data if isinstance(data, Dataset) else Dataset.read(data, rename=rename)
     _bind_single_input(model, rows)
+    _check_class_labels(model, config, rows, target)
     steps = config.epochs * rows.num_batches(config.batch_size, config.drop_last)
     if steps < 1:
         raise DataInputError(f"{rows.description} has {len(rows)} rows, fewer than one batch of {config.batch_size}")
@@ -143,6 +145,7 @@ def train(model: ir.Model, data: Any, config: TrainConfig, *, labels: str = "lab
     if eval_data is not None:
         held_out = eval_data if isinstance(eval_data, Dataset) else Dataset.read(eval_data)
         _bind_single_input(model, held_out)
+        _check_class_labels(model, config, held_out, labels)
         evaluate = Evaluator(model, held_out, targets=labels, parameters=trainer.parameter_names,
                              output=config.output, batch_size=max(config.batch_size, 256))
     result = trainer.fit(rows, epochs=config.epochs, batch_size=config.batch_size, schedule=schedule, seed=config.seed,
@@ -159,6 +162,23 @@ def _target_input(model: ir.Model, trainer: Trainer) -> str:
         raise PipelineError(f"the training graph takes {len(targets)} target inputs ({', '.join(targets)}); "
                             "train() feeds one", "use one loss term, or build the graph and run Trainer yourself")
     return targets[0]
+
+
+def _check_class_labels(model: ir.Model, config: TrainConfig, rows: Dataset, name: str) -> None:
+    """Cross-entropy labels are class indices in ``[0, C)``: any other value would silently add nothing
+    to the loss (its one-hot target row is all zeros)."""
+    labels = rows.arrays.get(name)
+    outputs = [v for v in model.graph.outputs if not config.output or v.name == config.output]
+    if "cross-entropy" not in config.loss or labels is None or labels.size == 0 or len(outputs) != 1:
+        return
+    classes = (dims_of(outputs[0]) or [None])[-1]
+    if not isinstance(classes, int) or labels.dtype.kind not in "iu":
+        return
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= classes:
+        raise DataInputError(f"the labels '{name}' of {rows.description} hold values in [{low}, {high}], the output "
+                             f"'{outputs[0].name}' has {classes} classes",
+                             f"give class indices in [0, {classes})")
 
 
 def _bind_single_input(model: ir.Model, rows: Dataset) -> None:

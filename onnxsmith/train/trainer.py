@@ -29,6 +29,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxsmith.errors import DataInputError, ModelInputError, OnnxsmithError, UnsupportedError, first_line
+from onnxsmith.ir.queries import dims_of
 from onnxsmith.passes.train.build_gradients import METADATA_KEY
 from onnxsmith.codegen.nchwc import block_convolutions, nchwc_block_size
 from onnxsmith.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -131,6 +132,7 @@ class Trainer:
         hyper = {self._lr_name, self._step_name}
         self.data_names = [name for name in inputs if name not in self.updates and name not in hyper]
         self._input_dtypes = {name: inputs[name].dtype.numpy() for name in inputs}
+        self._input_dims = {name: dims_of(inputs[name]) for name in self.data_names}
         self._device = "cuda" if provider == _CUDA else "cpu"
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -229,7 +231,23 @@ class Trainer:
                 raise DataInputError(f"the training input '{name}' takes {expected}, the data holds {array.dtype}",
                                      "save the array with the input's element type")
             array = array.astype(expected)
+        self._check_shape(name, array)
         return np.ascontiguousarray(array)
+
+    def _check_shape(self, name: str, array: np.ndarray) -> None:
+        """Refuses a batch whose rank or static dimensions are not the training input's."""
+        dims = self._input_dims.get(name)
+        if dims is None or (array.ndim == len(dims) and all(
+                not isinstance(d, int) or d == n for d, n in zip(dims, array.shape))):
+            return
+        shown = "[" + ", ".join(str(d) if d is not None else "?" for d in dims) + "]"
+        fixed_batch = (array.ndim == len(dims) and isinstance(dims[0], int) and dims[0] != array.shape[0]
+                       and all(not isinstance(d, int) or d == n for d, n in zip(dims[1:], array.shape[1:])))
+        remedy = (f"the model's batch axis is fixed at {dims[0]}: export it with a dynamic batch axis, or train "
+                  f"with --batch-size {dims[0]} on a multiple of {dims[0]} rows" if fixed_batch
+                  else "give arrays of the model input's shape; the first axis holds the rows")
+        raise DataInputError(f"the training input '{name}' takes shape {shown}, a batch of the data holds "
+                             f"{list(array.shape)}", remedy)
 
     # ------------------------------------------------------------------ a run
 

@@ -116,3 +116,16 @@ def test_cuda_target_without_the_cuda_build_is_one_line(files, capsys, monkeypat
     assert code != 0 and len(err.splitlines()) == 1, err
     assert "CUDAExecutionProvider is not in this onnxruntime build" in err and "install onnxruntime-gpu" in err
     assert not (files / "out.onnx").exists()
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda d: {**d, "digit": d["digit"] + 100}, "hold values in [100, "),
+    (lambda d: {**d, "x": d["x"][:, :1]}, "the training input 'x' takes shape [N, 2], a batch of the data holds"),
+])
+def test_data_that_does_not_fit_the_model_is_one_line(files, capsys, change, words):
+    data = change(dict(np.load(files / "train.npz")))
+    np.savez(files / "bad.npz", **data)
+    code, _, err = run(capsys, "train", files / "mlp.onnx", files / "out.onnx", "--data", files / "bad.npz",
+                       "--labels", "digit", "-q")
+    assert code == 2 and len(err.splitlines()) == 1 and words in err, err
+    assert not (files / "out.onnx").exists()

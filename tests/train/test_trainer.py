@@ -177,3 +177,15 @@ def test_a_provider_the_trainer_cannot_use_is_refused_before_onnxruntime_falls_b
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         with pytest.raises(UnsupportedError, match="CUDAExecutionProvider is not in this onnxruntime build"):
             Trainer(training, provider="CUDAExecutionProvider")
+
+
+def test_a_batch_the_fixed_batch_axis_cannot_take_names_the_remedy(mlp, blobs):
+    import onnx_ir as ir
+
+    from onnxsmith.train.fit import training_graph
+
+    mlp.graph.inputs[0].shape = ir.Shape([4, 2])  # exported with a static batch of 4
+    trainer = Trainer(training_graph(mlp, CONFIG))
+    with pytest.raises(DataInputError, match=r"takes shape \[4, 2\], a batch of the data holds \[3, 2\].*fixed at 4"):
+        trainer.train_step({"x": blobs["x"][:3], "labels": blobs["labels"][:3]}, 0.1)
+    assert np.isfinite(trainer.train_step({"x": blobs["x"][:4], "labels": blobs["labels"][:4]}, 0.1))
