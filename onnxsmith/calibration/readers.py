@@ -141,6 +141,14 @@ def directory_source(path: str | os.PathLike) -> FileSource:
 
 
 def _unreadable(path: Path, error: Exception) -> DataInputError:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError:
+        head = b""
+    if not head.startswith((b"PK", b"\x93NUMPY")):  # neither a zip archive (.npz) nor an .npy header
+        return DataInputError(f"{path} is not an .npz or .npy file written by numpy (it holds other content)",
+                              "save the arrays with numpy.savez(path, input_name=array)")
     return DataInputError(f"cannot read calibration data {path}: {error}",
                           "give .npz/.npy files written by numpy (no pickled objects)")
 

@@ -75,6 +75,9 @@ def test_wrong_suffix_and_corrupt_archive_are_errors(tmp_path, mlp_model):
     (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not really a zip")
     message = _error(mlp_model, tmp_path / "bad.npz")
     assert message.startswith(f"cannot read calibration data {tmp_path / 'bad.npz'}")
+    (tmp_path / "text.npz").write_text("hello")  # numpy would call it pickled data
+    assert _error(mlp_model, tmp_path / "text.npz").startswith(
+        f"{tmp_path / 'text.npz'} is not an .npz or .npy file written by numpy")
 
 
 def test_pickled_arrays_are_refused(tmp_path, mlp_model):
