@@ -5,8 +5,8 @@ scikit-learn (see tools/zoo/README.md)::
 
     python tools/zoo/build_all.py --out tools/out/zoo
 
-Runs ``minilm.py``, ``cnn.py`` and ``magika_data.py`` (each in its own process, with this
-interpreter), then splits the MiniLM sentences into ``minilm-calib.npz`` (the first
+Runs ``minilm.py``, ``cnn.py``, ``digits_train.py`` and ``magika_data.py`` (each in its own
+process, with this interpreter), then splits the MiniLM sentences into ``minilm-calib.npz`` (the first
 ``--minilm-calib`` sentences) and ``minilm-test.npz`` (the rest), so that every model has a
 calibration file that holds only model inputs and a disjoint test file.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("minilm.py", "cnn.py", "magika_data.py")
+SCRIPTS = ("minilm.py", "cnn.py", "digits_train.py", "magika_data.py")
 
 
 def split_sentences(out: Path, n_calib: int) -> None:

@@ -8,7 +8,8 @@ Writes ``minilm.onnx`` (TorchScript exporter), ``minilm-dynamo.onnx`` (dynamo ex
 opset 17 with dynamic batch and sequence, outputs ``last_hidden_state``; and ``minilm-sentences.npz``
 (``input_ids``, ``attention_mask``, ``token_type_ids`` int64, padded to the longest sentence)
 tokenized from real English sentences: the first sentences of the docstrings of Python's standard
-library, in a fixed order.
+library, in a fixed order; and ``minilm-train-sentences.npz``, the same from other modules (for
+fine-tuning: ``tools/qat_minilm.py``).
 """
 
 from __future__ import annotations
@@ -26,11 +27,24 @@ MODULES = ("argparse", "json", "pathlib", "collections", "functools", "itertools
            "difflib", "heapq", "bisect", "contextlib", "dataclasses", "enum", "inspect", "typing", "asyncio")
 
 
-def sentences(limit: int) -> list[str]:
+#: Other standard-library modules: the sentences fine-tuning reads (``tools/qat_minilm.py``), none of
+#: them among the calibration and test sentences above.
+TRAIN_MODULES = ("os", "io", "re", "socket", "ssl", "pickle", "copy", "pprint", "math", "operator", "queue",
+                 "selectors", "signal", "codecs", "locale", "gettext", "calendar", "time", "hashlib", "hmac",
+                 "secrets", "base64", "struct", "array", "weakref", "types", "abc", "ast", "dis", "tokenize",
+                 "pdb", "traceback", "warnings", "importlib", "pkgutil", "platform", "sysconfig", "configparser",
+                 "glob", "fnmatch", "filecmp", "gzip", "bz2", "lzma", "shelve", "mailbox", "mimetypes", "html",
+                 "uuid", "ipaddress", "multiprocessing", "concurrent.futures", "doctest", "pydoc", "smtplib",
+                 "imaplib", "ftplib", "poplib", "socketserver", "xmlrpc.client", "wsgiref", "plistlib",
+                 "netrc", "quopri", "zlib", "sched", "numbers", "cmath", "graphlib", "reprlib", "codeop",
+                 "runpy", "site", "tracemalloc", "timeit", "cProfile", "pstats", "compileall", "py_compile")
+
+
+def sentences(limit: int, modules: tuple[str, ...] = MODULES, exclude: frozenset[str] = frozenset()) -> list[str]:
     """Real English sentences: first sentences of standard-library docstrings, deduplicated, ordered."""
     found: list[str] = []
-    seen: set[str] = set()
-    for module_name in MODULES:
+    seen: set[str] = set(exclude)
+    for module_name in modules:
         module = importlib.import_module(module_name)
         objects = [module, *(getattr(module, n) for n in sorted(dir(module)) if not n.startswith("_"))]
         for obj in objects:
@@ -52,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("tools/out/zoo"))
     parser.add_argument("--sentences", type=int, default=256)
+    parser.add_argument("--train-sentences", type=int, default=768,
+                        help="sentences from other modules for fine-tuning (minilm-train-sentences.npz)")
     parser.add_argument("--skip-dynamo", action="store_true")
     args = parser.parse_args(argv)
 
@@ -70,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     np.savez(args.out / "minilm-sentences.npz", input_ids=batch["input_ids"].astype(np.int64),
              attention_mask=batch["attention_mask"].astype(np.int64),
              token_type_ids=batch["token_type_ids"].astype(np.int64))
+    extra = sentences(args.train_sentences, TRAIN_MODULES, exclude=frozenset(texts))
+    train = tokenizer(extra, padding=True, truncation=True, max_length=128, return_tensors="np")
+    np.savez(args.out / "minilm-train-sentences.npz", **{k: train[k].astype(np.int64) for k in
+                                                          ("input_ids", "attention_mask", "token_type_ids")})
 
     class Encoder(torch.nn.Module):
         def __init__(self, inner: torch.nn.Module) -> None:
@@ -96,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             program = torch.onnx.export(encoder, inputs, input_names=names, output_names=["last_hidden_state"],
                                         dynamic_shapes=shapes, opset_version=18, dynamo=True)
             program.save(str(args.out / "minilm-dynamo.onnx"))
-    print(f"wrote {args.out}/minilm.onnx, minilm-dynamo.onnx and minilm-sentences.npz ({len(texts)} sentences)")
+    print(f"wrote {args.out}/minilm.onnx, minilm-dynamo.onnx, minilm-sentences.npz ({len(texts)} sentences) and "
+          f"minilm-train-sentences.npz ({len(extra)})")
     return 0
 
 
