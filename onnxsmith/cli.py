@@ -325,6 +325,10 @@ def _train_arguments(parser: _Parser) -> None:
     parser.add_argument("--clip-norm", type=float, default=0.0, metavar="C",
                         help="clip gradients to this global L2 norm (default: off)")
     parser.add_argument("--label-smoothing", type=float, default=0.0, help="cross-entropy label smoothing")
+    parser.add_argument("--temperature", type=float, default=1.0, metavar="T",
+                        help="kl-div (distillation) temperature; the labels array holds the teacher's outputs")
+    parser.add_argument("--teacher", choices=("logits", "probs"), default="logits",
+                        help="what the kl-div targets hold (default: logits)")
     parser.add_argument("--freeze", default="", metavar="REGEX", help="keep the initializers whose names match constant")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data order (default: 0)")
     parser.add_argument("--checkpoint", metavar="FILE", help="keep a checkpoint (.npz) here, written every epoch")
@@ -339,6 +343,8 @@ def _train_arguments(parser: _Parser) -> None:
                              "float weights through the fake quantization, write the QDQ model with folded scales")
     parser.add_argument("--weight-bits", type=int, choices=(4, 8), default=None,
                         help="with --qat: re-quantize the weights to int4 first (needs opset 21)")
+    parser.add_argument("--train-scales", action="store_true",
+                        help="with --qat: train the quantization scales too (LSQ)")
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -371,6 +377,10 @@ def _check_train_arguments(parser: _Parser, args: argparse.Namespace) -> None:
         parser.error("--epochs and --batch-size must be >= 1, --warmup and --checkpoint-every >= 0")
     if args.weight_bits and not args.qat:
         parser.error("--weight-bits goes with --qat")
+    if args.train_scales and not args.qat:
+        parser.error("--train-scales goes with --qat")
+    if (args.temperature != 1.0 or args.teacher != "logits") and args.loss != "kl-div":
+        parser.error("--temperature and --teacher go with --loss kl-div")
     if os.path.abspath(args.model) == os.path.abspath(args.output):
         parser.error("OUT is the input model; give another path (the input is never modified)")
 
@@ -537,7 +547,8 @@ def _run_train(args: argparse.Namespace) -> int:
                          epochs=args.epochs, batch_size=args.batch_size,
                          schedule="warmup-cosine" if args.warmup else args.schedule, warmup=args.warmup,
                          weight_decay=args.weight_decay, momentum=args.momentum, clip_norm=args.clip_norm,
-                         freeze=args.freeze, label_smoothing=args.label_smoothing, seed=args.seed,
+                         freeze=args.freeze, label_smoothing=args.label_smoothing, temperature=args.temperature,
+                         teacher=args.teacher, quant_scales="lsq" if args.train_scales else "frozen", seed=args.seed,
                          checkpoint_every=args.checkpoint_every)
     progress = None if args.json or args.quiet else ProgressBar(sys.stderr)
     try:

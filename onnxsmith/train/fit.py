@@ -51,6 +51,8 @@ class TrainConfig:
         clip_norm: Clip gradients to this global L2 norm (0: off).
         freeze: Regular expression of initializer names to keep constant.
         label_smoothing: Label smoothing of cross-entropy.
+        temperature: Temperature of kl-div (distillation; the loss is scaled by its square).
+        teacher: What kl-div's targets hold: the teacher's ``logits`` or its ``probs``.
         quant_scales: ``frozen`` or ``lsq`` (train fake-quantization scales).
         seed: Seed of the data order.
         drop_last: Skip each epoch's last, shorter batch.
@@ -72,6 +74,8 @@ class TrainConfig:
     clip_norm: float = 0.0
     freeze: str = ""
     label_smoothing: float = 0.0
+    temperature: float = 1.0
+    teacher: Literal["logits", "probs"] = "logits"
     quant_scales: Literal["frozen", "lsq"] = "frozen"
     seed: int = 0
     drop_last: bool = False
@@ -82,7 +86,8 @@ class TrainConfig:
         """The ``build-gradients`` options of this configuration."""
         return BuildGradientsOptions(loss_fn=list(self.loss), output=self.output, optimizer=self.optimizer,
                                      freeze=self.freeze, clip_norm=self.clip_norm, weight_decay=self.weight_decay,
-                                     label_smoothing=self.label_smoothing, quant_scales=self.quant_scales,
+                                     label_smoothing=self.label_smoothing, temperature=self.temperature,
+                                     teacher=self.teacher, quant_scales=self.quant_scales,
                                      **({"momentum": self.momentum} if self.optimizer == "sgd" else {}))
 
 

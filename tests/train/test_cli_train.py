@@ -129,3 +129,40 @@ def test_data_that_does_not_fit_the_model_is_one_line(files, capsys, change, wor
                        "--labels", "digit", "-q")
     assert code == 2 and len(err.splitlines()) == 1 and words in err, err
     assert not (files / "out.onnx").exists()
+
+
+def test_distillation_from_teacher_logits_with_a_temperature(files, capsys, blobs):
+    teacher = np.eye(3, dtype=np.float32)[blobs["labels"]] * 6.0  # a confident teacher
+    np.savez(files / "distill.npz", x=blobs["x"], teacher=teacher)
+    code, out, err = run(capsys, "train", files / "mlp.onnx", files / "student.onnx", "--data", files / "distill.npz",
+                         "--labels", "teacher", "--loss", "kl-div", "--temperature", "2", "--epochs", "4", "--lr",
+                         "0.05", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["last_loss"] < report["first_loss"]
+    logits = make_session(load(files / "student.onnx")).run(None, {"x": blobs["x"]})[0]
+    assert (logits.argmax(1) == blobs["labels"]).mean() > 0.9
+
+
+def test_qat_can_train_the_scales(qdq, blobs, tmp_path, capsys):
+    save(qdq, tmp_path / "qdq.onnx")
+    np.savez(tmp_path / "train.npz", **blobs)
+    code, _, err = run(capsys, "train", tmp_path / "qdq.onnx", tmp_path / "qat.onnx", "--data", tmp_path / "train.npz",
+                       "--qat", "--train-scales", "--epochs", "2", "--lr", "0.01", "-q")
+    assert code == 0, err
+    assert _scales(tmp_path / "qat.onnx") != _scales(tmp_path / "qdq.onnx")
+
+
+def _scales(path) -> list[float]:
+    """The first value of every float32 quantization scale of the model at ``path``."""
+    return sorted(float(v.const_value.numpy().ravel()[0]) for v in load(path).graph.initializers.values()
+                  if "scale" in v.name and v.const_value.numpy().dtype == np.float32)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--train-scales"], "--train-scales goes with --qat"),
+    (["--temperature", "2"], "--temperature and --teacher go with --loss kl-div"),
+])
+def test_options_that_need_another(files, capsys, argv, words):
+    code, _, err = run(capsys, "train", files / "mlp.onnx", files / "out.onnx", "--data", files / "train.npz", *argv)
+    assert code == 2 and words in err
