@@ -37,6 +37,7 @@ import onnx_ir as ir
 from onnxsmith.passes.train.context import GradContext
 from onnxsmith.passes.train.gradients.activations import gelu_slope
 from onnxsmith.passes.train.gradients.convolution import conv
+from onnxsmith.passes.train.gradients.normalization import normalized_input_grad
 from onnxsmith.passes.train.registry import MS_DOMAIN as MS
 from onnxsmith.passes.train.registry import gradient
 
@@ -124,7 +125,7 @@ def skip_layer_normalization(ctx: GradContext, node: ir.Node, output_grads: Grad
     if any(ctx.needs(i) for i in (0, 1, 4) if inputs[i] is not None):
         ds = summed
         if dy is not None:
-            normalized = _normalized_input_grad(ctx, dy, gamma, xhat, inv_std)
+            normalized = normalized_input_grad(ctx, dy, gamma, xhat, inv_std, [-1])
             ds = normalized if summed is None else ctx.op("Add", normalized, summed)
         for i in (0, 1, 4):
             if inputs[i] is not None and ctx.needs(i):
@@ -154,7 +155,7 @@ def embed_layer_normalization(ctx: GradContext, node: ir.Node, output_grads: Gra
         grads[6] = ctx.reduce("ReduceSum", dy, [0, 1], keepdims=False)
     if not any(ctx.needs(i) for i in (2, 3, 4) if inputs[i] is not None):
         return grads
-    de = _normalized_input_grad(ctx, dy, gamma, xhat, inv_std)
+    de = normalized_input_grad(ctx, dy, gamma, xhat, inv_std, [-1])
 
     def rows(table: ir.Value, picked: ir.Value, updates: ir.Value) -> ir.Value:
         index = ctx.unsqueeze(ctx.op("Cast", picked, to=ir.DataType.INT64), [-1])
@@ -182,14 +183,6 @@ def _normalized(ctx: GradContext, e: ir.Value, epsilon: float, *, like: ir.Value
     variance = ctx.reduce("ReduceMean", ctx.op("Mul", centred, centred), [-1])
     inv_std = ctx.op("Reciprocal", ctx.op("Sqrt", ctx.op("Add", variance, ctx.scalar(epsilon, like))))
     return ctx.op("Mul", centred, inv_std), inv_std
-
-
-def _normalized_input_grad(ctx: GradContext, dy: ir.Value, gamma: ir.Value, xhat: ir.Value, inv_std: ir.Value
-                           ) -> ir.Value:
-    """The gradient of layer normalization's input over the last axis, ``y = xhat * gamma + beta``."""
-    g = ctx.op("Mul", dy, gamma)
-    along = ctx.op("Mul", xhat, ctx.reduce("ReduceMean", ctx.op("Mul", g, xhat), [-1]))
-    return ctx.op("Mul", ctx.op("Sub", ctx.op("Sub", g, ctx.reduce("ReduceMean", g, [-1])), along), inv_std)
 
 
 @gradient("GatherBlockQuantized", domain=MS, nondifferentiable=range(4))

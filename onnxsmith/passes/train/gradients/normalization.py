@@ -45,15 +45,21 @@ def layer_normalization(ctx: GradContext, node: ir.Node, output_grads: Grads) ->
     xhat = ctx.op("Mul", ctx.op("Sub", x, mean), inv_std)
     grads: list[ir.Value | None] = [None, None, None][: len(node.inputs)]
     if ctx.needs(0):
-        g = ctx.op("Mul", dy, scale)
-        centred = ctx.op("Sub", g, ctx.reduce("ReduceMean", g, axes))
-        along = ctx.op("Mul", xhat, ctx.reduce("ReduceMean", ctx.op("Mul", g, xhat), axes))
-        grads[0] = ctx.op("Mul", ctx.op("Sub", centred, along), inv_std)
+        grads[0] = normalized_input_grad(ctx, dy, scale, xhat, inv_std, axes)
     if ctx.needs(1):
         grads[1] = ctx.unbroadcast(ctx.op("Mul", dy, xhat), scale)
     if bias is not None and ctx.needs(2):
         grads[2] = ctx.unbroadcast(dy, bias)
     return grads
+
+
+def normalized_input_grad(ctx: GradContext, dy: ir.Value, scale: ir.Value, xhat: ir.Value, inv_std: ir.Value,
+                          axes: list[int]) -> ir.Value:
+    """``dx`` of ``y = xhat * scale + bias`` normalized over ``axes`` (the module docstring's formula)."""
+    g = ctx.op("Mul", dy, scale)
+    centred = ctx.op("Sub", g, ctx.reduce("ReduceMean", g, axes))
+    along = ctx.op("Mul", xhat, ctx.reduce("ReduceMean", ctx.op("Mul", g, xhat), axes))
+    return ctx.op("Mul", ctx.op("Sub", centred, along), inv_std)
 
 
 def _statistics(ctx: GradContext, node: ir.Node, axes: list[int]) -> tuple[ir.Value, ir.Value]:
