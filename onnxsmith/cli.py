@@ -299,9 +299,15 @@ _TRAIN_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvide
 def _train_arguments(parser: _Parser) -> None:
     from onnxsmith.passes.train import LOSSES
 
-    parser.description = ("Fine-tune a model's float weights on labelled data: build its training graph (forward, "
-                          "backward, optimizer step), run it in onnxruntime and write the model with the trained "
-                          "weights (the input file is never modified).")
+    parser.description = ("Fine-tune a model's float weights on labelled data: build its training graph\n"
+                          "(forward, backward, optimizer step), run it in onnxruntime and write the model with\n"
+                          "the trained weights (the input file is never modified).")
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = f"""examples:
+  {PROG} train model.onnx tuned.onnx --data train.npz --labels digit --epochs 5 --schedule cosine
+  {PROG} train student.onnx tuned.onnx --data distill.npz --labels teacher --loss kl-div --temperature 2
+  {PROG} train int8.onnx qat.onnx --data train.npz --qat --weight-bits 4 --lr 3e-4   (int8.onnx from --passes qdq)
+  {PROG} train encoder.onnx tuned.onnx --data pairs.npz --labels target --loss cosine --target cuda"""
     parser.add_argument("model", metavar="MODEL", help="the .onnx model to train")
     parser.add_argument("output", metavar="OUT", help="where to write the trained model (atomically)")
     parser.add_argument("--data", required=True, metavar="PATH",
