@@ -292,12 +292,9 @@ def _command_parser(command: str) -> _Parser:
     return parser
 
 
-#: ``train --target`` and the provider it trains on.
-_TRAIN_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
-
-
 def _train_arguments(parser: _Parser) -> None:
     from onnxsmith.passes.train import LOSSES
+    from onnxsmith.train.trainer import PROVIDERS
 
     parser.description = ("Fine-tune a model's float weights on labelled data: build its training graph\n"
                           "(forward, backward, optimizer step), run it in onnxruntime and write the model with\n"
@@ -341,7 +338,7 @@ def _train_arguments(parser: _Parser) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=0, metavar="N", help="also checkpoint every N steps")
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     parser.add_argument("--eval-data", metavar="PATH", help="held-out rows (with labels) evaluated after each epoch")
-    parser.add_argument("--target", choices=tuple(_TRAIN_PROVIDERS), default="cpu",
+    parser.add_argument("--target", choices=tuple(PROVIDERS), default="cpu",
                         help="the device to train on: onnxruntime's CPU or CUDA provider (cuda needs onnxruntime-gpu; "
                              "default: cpu)")
     parser.add_argument("--qat", action="store_true",
@@ -548,6 +545,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from onnxsmith.ir import load, save
     from onnxsmith.report import to_json
     from onnxsmith.train import ProgressBar, TrainConfig, qat, train
+    from onnxsmith.train.trainer import PROVIDERS
 
     config = TrainConfig(loss=[args.loss], output=args.model_output, optimizer=args.optimizer, lr=args.lr,
                          epochs=args.epochs, batch_size=args.batch_size,
@@ -562,7 +560,7 @@ def _run_train(args: argparse.Namespace) -> int:
         outcome = (qat if args.qat else train)(load(args.model), args.data, config, labels=args.labels,
                                                checkpoint=args.checkpoint, resume=args.resume,
                                                eval_data=args.eval_data, on_step=progress,
-                                               provider=_TRAIN_PROVIDERS[args.target], **extra)
+                                               provider=PROVIDERS[args.target], **extra)
     finally:
         if progress is not None:
             progress.close()

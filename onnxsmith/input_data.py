@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from onnxsmith.errors import DataInputError
 from onnxsmith.summary import dtype_name, shape_dims
 from onnxsmith.verify.inputs import model_inputs
 
-__all__ = ["check_inputs", "load_input_data"]
+__all__ = ["check_inputs", "dims_text", "load_input_data", "shape_fits"]
 
 
 def load_input_data(path: str | os.PathLike, model: ir.Model) -> dict[str, np.ndarray]:
@@ -80,10 +80,18 @@ def _check_array(name: str, array: np.ndarray, value: ir.Value, source: str) -> 
                 f"{source}: array '{name}' has dtype {array.dtype}, the model input is {dtype_name(value.dtype)}",
                 f"save it as {np.dtype(want).name}")
     dims = shape_dims(value.shape)
-    if dims is None:
-        return
-    shown = f"[{','.join('?' if d is None else str(d) for d in dims)}]"
-    if array.ndim != len(dims) or any(isinstance(d, int) and d != n for d, n in zip(dims, array.shape, strict=True)):
+    if dims is not None and not shape_fits(dims, array.shape):
         raise DataInputError(
-            f"{source}: array '{name}' has shape {list(array.shape)}, the model input is {shown}",
+            f"{source}: array '{name}' has shape {list(array.shape)}, the model input is {dims_text(dims)}",
             "give an array of the input's shape (named dimensions may take any size)")
+
+
+def shape_fits(dims: Sequence[int | str | None], shape: Sequence[int]) -> bool:
+    """Whether an array of ``shape`` fits an input declared with ``dims``: the same rank and every
+    static dimension equal (symbolic and unknown ones take any size)."""
+    return len(shape) == len(dims) and all(not isinstance(d, int) or d == n for d, n in zip(dims, shape))
+
+
+def dims_text(dims: Sequence[int | str | None]) -> str:
+    """``dims`` as messages show them: ``[N,3]``, ``?`` for an unknown dimension."""
+    return f"[{','.join('?' if d is None else str(d) for d in dims)}]"

@@ -37,7 +37,9 @@ import bench_train as bench  # noqa: E402
 
 from _bench_common import markdown_table  # noqa: E402
 
-CUDA = "CUDAExecutionProvider"
+from onnxsmith.train.trainer import PROVIDERS  # noqa: E402
+
+CUDA = PROVIDERS["cuda"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if hasattr(ort, "preload_dlls"):
         ort.preload_dlls()  # the CUDA and cuDNN libraries torch brought, for onnxruntime-gpu
-    provider, device = ("CPUExecutionProvider", "cpu") if args.dry_run else (CUDA, "cuda")
+    device = "cpu" if args.dry_run else "cuda"
+    provider = PROVIDERS[device]
     if not args.dry_run and (CUDA not in ort.get_available_providers() or not torch.cuda.is_available()):
         print(f"no CUDA here: onnxruntime has {ort.get_available_providers()}, torch.cuda {torch.cuda.is_available()}")
         return 2
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 def _providers_agree(training, feeds, steps: int, provider: str, device: str) -> tuple[float, float, bool]:
     """Largest relative loss and parameter differences between the CPU provider and ``provider``,
     and whether the latter's carried values live on ``device``."""
-    cpu, gpu = bench.Trainer(training, provider="CPUExecutionProvider"), bench.Trainer(training, provider=provider)
+    cpu, gpu = bench.Trainer(training, provider=PROVIDERS["cpu"]), bench.Trainer(training, provider=provider)
     loss_diff = 0.0
     for i in range(steps):
         lr = bench.TIMING_LR * (1.0 + i)

@@ -29,6 +29,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxsmith.errors import DataInputError, ModelInputError, OnnxsmithError, UnsupportedError, first_line
+from onnxsmith.input_data import dims_text, shape_fits
 from onnxsmith.ir.queries import dims_of
 from onnxsmith.passes.train.build_gradients import METADATA_KEY
 from onnxsmith.codegen.nchwc import block_convolutions, nchwc_block_size
@@ -40,7 +41,9 @@ __all__ = ["FitResult", "StepInfo", "Trainer", "TrainingError", "TrainingInterru
 
 log = logging.getLogger(__name__)
 
-_CUDA = "CUDAExecutionProvider"
+#: The providers the Trainer keeps its values on, by device (``train --target``).
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+_CUDA = PROVIDERS["cuda"]
 
 
 class TrainingError(OnnxsmithError):
@@ -237,16 +240,13 @@ class Trainer:
     def _check_shape(self, name: str, array: np.ndarray) -> None:
         """Refuses a batch whose rank or static dimensions are not the training input's."""
         dims = self._input_dims.get(name)
-        if dims is None or (array.ndim == len(dims) and all(
-                not isinstance(d, int) or d == n for d, n in zip(dims, array.shape))):
+        if dims is None or shape_fits(dims, array.shape):
             return
-        shown = "[" + ", ".join(str(d) if d is not None else "?" for d in dims) + "]"
-        fixed_batch = (array.ndim == len(dims) and isinstance(dims[0], int) and dims[0] != array.shape[0]
-                       and all(not isinstance(d, int) or d == n for d, n in zip(dims[1:], array.shape[1:])))
+        fixed_batch = array.ndim == len(dims) and isinstance(dims[0], int) and shape_fits(dims[1:], array.shape[1:])
         remedy = (f"the model's batch axis is fixed at {dims[0]}: export it with a dynamic batch axis, or train "
                   f"with --batch-size {dims[0]} on a multiple of {dims[0]} rows" if fixed_batch
                   else "give arrays of the model input's shape; the first axis holds the rows")
-        raise DataInputError(f"the training input '{name}' takes shape {shown}, a batch of the data holds "
+        raise DataInputError(f"the training input '{name}' takes shape {dims_text(dims)}, a batch of the data holds "
                              f"{list(array.shape)}", remedy)
 
     # ------------------------------------------------------------------ a run
@@ -362,14 +362,11 @@ class _RunState:
         return self.trainer.step, metrics
 
 
-_PROVIDERS = ("CPUExecutionProvider", _CUDA)
-
-
 def _check_provider(provider: str, available: list[str]) -> None:
     """Refuses a provider the Trainer cannot keep its values on, or one this onnxruntime lacks
     (onnxruntime itself would fall back to the CPU with a warning, or fail on the first buffer)."""
-    if provider not in _PROVIDERS:
-        raise UnsupportedError(f"the Trainer runs on {' or '.join(_PROVIDERS)}, not '{provider}'",
+    if provider not in PROVIDERS.values():
+        raise UnsupportedError(f"the Trainer runs on {' or '.join(PROVIDERS.values())}, not '{provider}'",
                                "train on the CPU or CUDA provider")
     if provider not in available:
         raise UnsupportedError(f"{provider} is not in this onnxruntime build (available: {', '.join(available)})",

@@ -120,7 +120,7 @@ def test_cuda_target_without_the_cuda_build_is_one_line(files, capsys, monkeypat
 
 @pytest.mark.parametrize("change, words", [
     (lambda d: {**d, "digit": d["digit"] + 100}, "hold values in [100, "),
-    (lambda d: {**d, "x": d["x"][:, :1]}, "the training input 'x' takes shape [N, 2], a batch of the data holds"),
+    (lambda d: {**d, "x": d["x"][:, :1]}, "the training input 'x' takes shape [N,2], a batch of the data holds"),
 ])
 def test_data_that_does_not_fit_the_model_is_one_line(files, capsys, change, words):
     data = change(dict(np.load(files / "train.npz")))

@@ -186,6 +186,6 @@ def test_a_batch_the_fixed_batch_axis_cannot_take_names_the_remedy(mlp, blobs):
 
     mlp.graph.inputs[0].shape = ir.Shape([4, 2])  # exported with a static batch of 4
     trainer = Trainer(training_graph(mlp, CONFIG))
-    with pytest.raises(DataInputError, match=r"takes shape \[4, 2\], a batch of the data holds \[3, 2\].*fixed at 4"):
+    with pytest.raises(DataInputError, match=r"takes shape \[4,2\], a batch of the data holds \[3, 2\].*fixed at 4"):
         trainer.train_step({"x": blobs["x"][:3], "labels": blobs["labels"][:3]}, 0.1)
     assert np.isfinite(trainer.train_step({"x": blobs["x"][:4], "labels": blobs["labels"][:4]}, 0.1))

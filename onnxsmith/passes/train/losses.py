@@ -49,8 +49,8 @@ import onnx_ir as ir
 
 from onnxsmith.errors import PassOptionError, UnsupportedError, did_you_mean
 from onnxsmith.passes.train._emit import Emitter
-from onnxsmith.passes.train.softmax_logits import softmax_logits
 from onnxsmith.passes.train.context import dims_of
+from onnxsmith.passes.train.softmax_logits import softmax_logits
 
 __all__ = ["LOSSES", "Loss", "add_loss", "add_losses"]
 

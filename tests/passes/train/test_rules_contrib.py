@@ -162,7 +162,8 @@ def test_an_embedding_quantized_per_row_trains_its_normalization_and_keeps_its_t
     rng = np.random.default_rng(6)
     b = GraphBuilder(opset=17, opsets={MS: 1})
     ids = b.Constant(value=np.array([[1, 3, 3, 0, 6], [6, 2, 1, 1, 4]], np.int32))
-    tables = [b.initializer(name, _f32(rng, shape, -1, 1)) for name, shape in (("word", (7, 16)), ("position", (8, 16)))]
+    tables = [b.initializer(name, _f32(rng, shape, -1, 1))
+              for name, shape in (("word", (7, 16)), ("position", (8, 16)))]
     gamma, beta = b.initializer("gamma", _f32(rng, (16,), 0.5, 1.5)), b.initializer("beta", _f32(rng, (16,), -1, 1))
     y, _ = b.op("EmbedLayerNormalization", ids, None, *tables, None, gamma, beta, _domain=MS, _outputs=2, epsilon=1e-5)
     y.shape, y.type = ir.Shape([2, 5, 16]), ir.TensorType(ir.DataType.FLOAT)

@@ -48,7 +48,7 @@ def reduce_mean(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
 @gradient("ReduceSumSquare", nondifferentiable=[1])
 def reduce_sum_square(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
     x, dy = node.inputs[0], output_grads[0]
-    if _noop(ctx, node):
+    if _noop(node):
         return [ctx.op("Mul", dy, ctx.op("Add", x, x))]
     return [ctx.op("Mul", ctx.op("Add", x, x), _kept(ctx, node, dy))]
 
@@ -56,7 +56,7 @@ def reduce_sum_square(ctx: GradContext, node: ir.Node, output_grads: Grads) -> G
 @gradient("ReduceL2", nondifferentiable=[1])
 def reduce_l2(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
     x, y, dy = node.inputs[0], node.outputs[0], output_grads[0]
-    if _noop(ctx, node):  # y = |x|
+    if _noop(node):  # y = |x|
         return [ctx.op("Mul", dy, ctx.op("Sign", x))]
     zero = ctx.scalar(0.0, y)
     safe = ctx.op("Where", ctx.op("Equal", y, zero), ctx.scalar(1.0, y), y)  # x is all zeros there
@@ -66,14 +66,14 @@ def reduce_l2(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
 @gradient("ReduceL1", nondifferentiable=[1])
 def reduce_l1(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
     x, dy = node.inputs[0], output_grads[0]
-    spread = dy if _noop(ctx, node) else _kept(ctx, node, dy)
+    spread = dy if _noop(node) else _kept(ctx, node, dy)
     return [ctx.op("Mul", ctx.op("Sign", x), spread)]
 
 
 @gradient("ReduceLogSumExp", nondifferentiable=[1])
 def reduce_log_sum_exp(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
     x, y, dy = node.inputs[0], node.outputs[0], output_grads[0]
-    if _noop(ctx, node):  # y = x
+    if _noop(node):  # y = x
         return [dy]
     weights = ctx.op("Exp", ctx.op("Sub", x, _kept(ctx, node, y)))
     return [ctx.op("Mul", weights, _kept(ctx, node, dy))]
@@ -82,7 +82,7 @@ def reduce_log_sum_exp(ctx: GradContext, node: ir.Node, output_grads: Grads) -> 
 @gradient("ReduceMax", nondifferentiable=[1])
 @gradient("ReduceMin", nondifferentiable=[1])
 def reduce_extremum(ctx: GradContext, node: ir.Node, output_grads: Grads) -> Grads:
-    if _noop(ctx, node):
+    if _noop(node):
         return [output_grads[0]]
     return [_to_extrema(ctx, node, _axes(node), lambda v: _kept(ctx, node, v), output_grads[0])]
 
@@ -112,7 +112,7 @@ def _axes(node: ir.Node) -> list[int] | ir.Value | None:
     return axes
 
 
-def _noop(ctx: GradContext, node: ir.Node) -> bool:
+def _noop(node: ir.Node) -> bool:
     """Whether the reduction returns its input (empty axes with ``noop_with_empty_axes=1``)."""
     return _axes(node) is _ALL and bool(node.attributes.get_int("noop_with_empty_axes", 0))
 
@@ -129,6 +129,6 @@ def _kept(ctx: GradContext, node: ir.Node, value: ir.Value) -> ir.Value:
 
 def _spread(ctx: GradContext, node: ir.Node, dy: ir.Value) -> ir.Value:
     """``dy`` broadcast back over the reduced axes to the shape of the input."""
-    if _noop(ctx, node):
+    if _noop(node):
         return dy
     return ctx.op("Expand", _kept(ctx, node, dy), ctx.shape(node.inputs[0]))
